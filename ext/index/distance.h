@@ -1,0 +1,71 @@
+/*
+** distance.h — distance kernels with run-time SIMD dispatch.
+**
+** Owns: the element types and metrics annex knows, and the per-pair
+** distance kernels for each (element type, metric) combination. Kernels are
+** picked once, at load time, from the CPU's features (AVX-512, AVX2+FMA,
+** NEON, or a portable fallback); annex_kernel_set() names the set in force.
+**
+** A kernel returns a *score*: a number whose order is the order of the true
+** distance, cheap to compute in the scan loop. annex_score_to_distance()
+** turns a score into the distance users see:
+**
+**   metric   element         score                    distance
+**   l2       float32, int8   sum (a_i - b_i)^2        sqrt(score)
+**   cosine   float32, int8   1 - a.b / (|a| |b|)      score  (1 when a norm is 0)
+**   ip       float32, int8   -(a.b)                   score
+**   hamming  bit             popcount(a xor b)        score
+**
+** Index code only: nothing here talks to SQLite.
+*/
+#ifndef ANNEX_DISTANCE_H
+#define ANNEX_DISTANCE_H
+
+#include <stddef.h>
+
+typedef enum annex_elem {
+  ANNEX_ELEM_FLOAT32 = 1, /* 4 bytes per dimension, little-endian IEEE-754 */
+  ANNEX_ELEM_INT8 = 2,    /* 1 signed byte per dimension */
+  ANNEX_ELEM_BIT = 3      /* 1 bit per dimension, dims is a multiple of 8 */
+} annex_elem;
+
+typedef enum annex_metric {
+  ANNEX_METRIC_L2 = 1,
+  ANNEX_METRIC_COSINE = 2,
+  ANNEX_METRIC_IP = 3,
+  ANNEX_METRIC_HAMMING = 4
+} annex_metric;
+
+/* Score of the pair (a, b), each `dims` elements long (for bit vectors,
+** dims is the number of bits). Neither pointer need be aligned. */
+typedef float (*annex_dist_fn)(const void *a, const void *b, size_t dims);
+
+/* Detect CPU features and select the kernel set. Idempotent and cheap after
+** the first call; safe to call from several threads. */
+void annex_distance_init(void);
+
+/* Name of the kernel set in force: "avx512", "avx2", "neon" or "portable". */
+const char *annex_kernel_set(void);
+
+/* Force a kernel set by name (for tests and benchmarks). Returns 0 on
+** success, -1 if the set is unknown or this CPU cannot run it. */
+int annex_kernel_set_force(const char *zName);
+
+/* The kernel for (elem, metric), or NULL if the combination is invalid
+** (hamming is for bit only; bit supports only hamming). */
+annex_dist_fn annex_distance_kernel(annex_elem elem, annex_metric metric);
+
+/* Distance as users see it, from a kernel's score. */
+double annex_score_to_distance(annex_metric metric, float score);
+
+/* Bytes one vector of `dims` elements of type `elem` occupies. */
+size_t annex_vector_bytes(annex_elem elem, size_t dims);
+
+/* Scores of one query against `n` vectors stored back to back at `base`
+** (stride = annex_vector_bytes(elem, dims)), written to out[0..n-1]. The
+** bulk form lets a kernel set keep the query in registers across vectors. */
+void annex_distance_many(annex_elem elem, annex_metric metric,
+                         const void *query, const void *base, size_t n,
+                         size_t dims, float *out);
+
+#endif /* ANNEX_DISTANCE_H */

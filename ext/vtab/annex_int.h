@@ -1,0 +1,296 @@
+/*
+** annex_int.h — the seams between the files of ext/vtab/.
+**
+** Each section below declares the interface of one file, the way FTS5's
+** fts5Int.h does. Everything here is internal to the extension; the public
+** API is ext/annex.h.
+*/
+#ifndef ANNEX_INT_H
+#define ANNEX_INT_H
+
+#include "sqlite3ext.h"
+#ifndef SQLITE_CORE
+SQLITE_EXTENSION_INIT3
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../index/distance.h"
+#include "../index/topk.h"
+
+#define ANNEX_VERSION "0.1.0"
+
+/* Format version of the shadow tables; stored in %_config as 'format'. A
+** table written by a newer format is refused with a clear message. */
+#define ANNEX_FORMAT_VERSION 1
+
+/* Largest dimension count a vector column may declare. */
+#define ANNEX_MAX_DIMS 65536
+
+/* Default and bounds of the chunk_size option (vectors per chunk). */
+#define ANNEX_CHUNK_DEFAULT 1024
+#define ANNEX_CHUNK_MIN 8
+#define ANNEX_CHUNK_MAX 65536
+/* Largest chunk blob: the default chunk size shrinks to stay under it and
+** an explicit chunk_size that exceeds it is refused. */
+#define ANNEX_CHUNK_MAX_BYTES (64 * 1024 * 1024)
+
+/**************************************************************************
+** config.c — parsing CREATE VIRTUAL TABLE arguments.
+*/
+
+typedef enum annex_col_kind {
+  ANNEX_COL_VECTOR = 1, /* the vector column: MATCH target */
+  ANNEX_COL_META = 2,   /* metadata: stored in %_rows, filterable */
+  ANNEX_COL_AUX = 3     /* auxiliary: stored in %_rows, returned only */
+} annex_col_kind;
+
+typedef enum annex_index_kind {
+  ANNEX_INDEX_FLAT = 1 /* exact scan; the only kind so far */
+} annex_index_kind;
+
+typedef struct annex_column {
+  char *zName;          /* column name as the user wrote it (owned) */
+  char *zType;          /* declared type: TEXT/INTEGER/REAL/"" (owned) */
+  annex_col_kind eKind; /* what the column is */
+} annex_column;
+
+typedef struct annex_config {
+  int nCol;             /* number of user columns */
+  annex_column *aCol;   /* user columns in declaration order (owned) */
+  int iVecCol;          /* index in aCol of the vector column */
+  annex_elem eElem;     /* element type of the vector column */
+  annex_metric eMetric; /* distance metric */
+  int nDim;             /* dimensions of the vector column */
+  size_t szVec;         /* bytes per stored vector */
+  annex_index_kind eIndex; /* index kind */
+  int nChunk;           /* vectors per chunk (power of two) */
+} annex_config;
+
+/* Parse the module arguments (argv[3..] of xCreate/xConnect). On error
+** returns SQLITE_ERROR and sets *pzErr to a message from sqlite3_mprintf. */
+int annex_config_parse(int argc, const char *const *argv, annex_config **pp,
+                       char **pzErr);
+void annex_config_free(annex_config *p);
+const char *annex_elem_name(annex_elem e);
+const char *annex_metric_name(annex_metric m);
+const char *annex_index_name(annex_index_kind k);
+
+/**************************************************************************
+** vector.c — vectors in and out: float32/int8/bit BLOBs and JSON text.
+*/
+
+/* Subtypes that annex's vector functions attach to the BLOBs they return,
+** so a vector of the wrong element type is recognised. */
+#define ANNEX_SUBTYPE_FLOAT32 223
+#define ANNEX_SUBTYPE_INT8 225
+#define ANNEX_SUBTYPE_BIT 224
+
+/* Parse value v as a vector of nDim elements of type eElem into out
+** (annex_vector_bytes(eElem, nDim) bytes). zCol names the column in error
+** messages. Returns SQLITE_OK, or SQLITE_ERROR with *pzErr set. */
+int annex_vector_parse(sqlite3_value *v, annex_elem eElem, int nDim,
+                       const char *zCol, void *out, char **pzErr);
+
+/* Parse a vector of any length: float32 BLOB or JSON array of numbers.
+** On success *paOut is from sqlite3_malloc64 and *pnOut its length. */
+int annex_vector_parse_any(sqlite3_value *v, float **paOut, int *pnOut,
+                           char **pzErr);
+
+/* JSON text of a vector, from sqlite3_malloc64 (NULL on OOM). */
+char *annex_vector_to_json(annex_elem eElem, const void *p, int nDim);
+
+/**************************************************************************
+** storage.c — the shadow tables (their format is documented there).
+*/
+
+typedef struct annex_table annex_table;
+typedef struct annex_cursor annex_cursor;
+
+/* Cached statements of a table; see storage.c for the SQL of each. */
+typedef enum annex_stmt_id {
+  ANNEX_STMT_CONFIG_GET,
+  ANNEX_STMT_CONFIG_SET,
+  ANNEX_STMT_ROWS_INSERT,
+  ANNEX_STMT_ROWS_DELETE,
+  ANNEX_STMT_ROWS_LOCATE,
+  ANNEX_STMT_ROWS_UPDATE,
+  ANNEX_STMT_ROWS_REKEY,
+  ANNEX_STMT_ROWS_FETCH,
+  ANNEX_STMT_CHUNK_INSERT,
+  ANNEX_STMT_CHUNK_DELETE,
+  ANNEX_STMT_COUNT
+} annex_stmt_id;
+
+int annex_storage_create(annex_table *p, char **pzErr);
+int annex_storage_check_format(annex_table *p, char **pzErr);
+int annex_storage_destroy(annex_table *p);
+int annex_storage_rename(annex_table *p, const char *zNew);
+/* Prepared statement id, cached on the table. */
+int annex_storage_stmt(annex_table *p, annex_stmt_id id, sqlite3_stmt **pp);
+void annex_storage_close(annex_table *p);    /* finalize everything */
+void annex_storage_reset_blobs(annex_table *p);
+void annex_storage_end_txn(annex_table *p);  /* forget per-txn caches */
+int annex_storage_bump_counter(annex_table *p);
+
+/* Chunk blob geometry: [valid bitmap][rowids int64 LE][vectors]. */
+size_t annex_chunk_valid_bytes(const annex_config *c);
+size_t annex_chunk_rowid_offset(const annex_config *c);
+size_t annex_chunk_vector_offset(const annex_config *c);
+size_t annex_chunk_bytes(const annex_config *c);
+
+/* apVal: one value per user column (index = column number). */
+int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
+                         sqlite3_value **apVal, sqlite3_int64 *piRowid);
+int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid);
+int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
+                         sqlite3_int64 iNew, sqlite3_value **apVal);
+
+/* Global slot of row iRowid; SQLITE_DONE if there is no such row. */
+int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
+                         sqlite3_int64 *piSlot);
+/* Read the vector in global slot iSlot into out (szVec bytes). */
+int annex_storage_read_vector(annex_table *p, sqlite3_int64 iSlot, void *out);
+/* Total slots ever allocated (the global slot counter). */
+int annex_storage_slots(annex_table *p, sqlite3_int64 *pn);
+/* Config value as integer; SQLITE_CORRUPT_VTAB if absent or not integer. */
+int annex_storage_config_int(annex_table *p, const char *zKey,
+                             sqlite3_int64 *pv);
+
+/* Read-only iteration over the chunks, in chunk order. */
+typedef struct annex_chunk_iter annex_chunk_iter;
+typedef struct annex_chunk {
+  sqlite3_int64 iChunk;        /* chunk id; slots iChunk*nChunk.. */
+  int nSlot;                   /* slots allocated in this chunk */
+  const unsigned char *aValid; /* validity bitmap (nChunk bits) */
+  const int64_t *aRowid;       /* rowid of every slot */
+} annex_chunk;
+int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp);
+/* SQLITE_ROW with *pChunk filled, SQLITE_DONE at the end, or an error. */
+int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk);
+/* Copy nVec vectors from iSlot (chunk-relative) of the current chunk. */
+int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
+                             void *out);
+void annex_chunk_iter_close(annex_chunk_iter *it);
+
+/**************************************************************************
+** The virtual table object (module.c owns it).
+*/
+
+struct annex_table {
+  sqlite3_vtab base;     /* base class: must be first */
+  sqlite3 *db;           /* the connection (borrowed) */
+  char *zDb;             /* schema name: "main", "temp", ... (owned) */
+  char *zName;           /* table name (owned) */
+  annex_config *pConfig; /* parsed CREATE arguments (owned) */
+  annex_dist_fn xScore;  /* kernel for (elem, metric) */
+  sqlite3_stmt *aStmt[ANNEX_STMT_COUNT]; /* cached statements (owned) */
+  sqlite3_blob *pReadBlob; /* read handle on %_chunks.data, or NULL */
+  sqlite3_int64 nSlotCache;/* cached slot counter, valid if bSlotCache */
+  int bSlotCache;        /* nSlotCache may be used (inside a write txn) */
+  int bCounterBumped;    /* change counter already bumped in this txn */
+  int iHiddenBase;       /* column number of the first hidden column */
+  annex_table *pNextOpen;/* next open table of this connection */
+  struct annex_conn *pConn; /* per-connection context (borrowed) */
+};
+
+/* Column numbers of the hidden columns, relative to iHiddenBase. */
+#define ANNEX_HID_DISTANCE 0
+#define ANNEX_HID_K 1
+#define ANNEX_HID_COMMAND 2 /* the column named like the table */
+#define ANNEX_HID_COUNT 3
+
+/* Per-connection state shared by the modules annex registers. */
+typedef struct annex_conn {
+  annex_table *pOpen; /* linked list of open annex tables */
+} annex_conn;
+
+int annex_set_error(sqlite3_vtab *pVtab, const char *zFmt, ...);
+
+/* sqlite3_str_finish that returns "" (allocated) rather than NULL for an
+** empty string; NULL means out of memory. */
+char *annex_str_finish(sqlite3_str *s);
+
+/**************************************************************************
+** plan.c — xBestIndex and the plan it hands to xFilter.
+*/
+
+/* idxNum values. */
+#define ANNEX_PLAN_FULLSCAN 1
+#define ANNEX_PLAN_ROWID 2
+#define ANNEX_PLAN_KNN 3
+
+/* One constraint of a plan, decoded from idxStr. */
+typedef struct annex_term {
+  char cOp;  /* see plan.c: M K L F D E Q P, or a..k for metadata ops */
+  int iCol;  /* user column index, or -1 */
+} annex_term;
+
+int annex_best_index(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo);
+/* Decode idxStr into terms; *paTerm from sqlite3_malloc64. */
+int annex_plan_decode(const char *zIdx, annex_term **paTerm, int *pnTerm);
+
+/**************************************************************************
+** cursor.c — xOpen..xClose: full scans, point lookups, k-NN.
+*/
+int annex_cursor_open(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **pp);
+int annex_cursor_close(sqlite3_vtab_cursor *cur);
+int annex_cursor_filter(sqlite3_vtab_cursor *cur, int idxNum,
+                        const char *idxStr, int argc, sqlite3_value **argv);
+int annex_cursor_next(sqlite3_vtab_cursor *cur);
+int annex_cursor_eof(sqlite3_vtab_cursor *cur);
+int annex_cursor_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i);
+int annex_cursor_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid);
+
+/**************************************************************************
+** knn.c — exact k-NN over the chunks, with filters.
+*/
+
+typedef struct annex_knn_query {
+  const void *pQuery;     /* query vector, szVec bytes (borrowed) */
+  sqlite3_int64 k;        /* results wanted; 0 = every row (lazily sorted) */
+  int bRadius;            /* apply the radius bound */
+  double rRadius;         /* distance bound */
+  int bRadiusInclusive;   /* <= rather than < */
+  const unsigned char *aAllowed; /* global-slot bitmap, or NULL = all */
+  sqlite3_int64 nAllowedSlots;   /* bits in aAllowed */
+  sqlite3_int64 nAllowed;        /* set bits in aAllowed */
+} annex_knn_query;
+
+/* Runs the query. With k > 0, *paRes holds the best k sorted by (distance,
+** rowid); with k == 0, every hit, unsorted (see annex_hits_select). */
+int annex_knn_exact(annex_table *p, const annex_knn_query *q,
+                    annex_hit **paRes, sqlite3_int64 *pnRes);
+
+/**************************************************************************
+** filter.c — the rows a filtered k-NN may return, as a slot bitmap.
+*/
+
+/* Build the bitmap of global slots whose rows satisfy the metadata and
+** rowid terms of aTerm (argv[i] is the value of aTerm[i]). Terms of other
+** kinds are ignored. *paAllowed is NULL when no term filters (every row is
+** allowed); otherwise it is from sqlite3_malloc64 with *pnSlots bits, of
+** which *pnAllowed are set. */
+int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
+                       sqlite3_value **argv, unsigned char **paAllowed,
+                       sqlite3_int64 *pnSlots, sqlite3_int64 *pnAllowed);
+
+/**************************************************************************
+** commands.c — INSERT INTO t(t) VALUES('command').
+*/
+int annex_command(annex_table *p, sqlite3_value *pCmd);
+int annex_integrity_check(annex_table *p);
+
+/**************************************************************************
+** functions.c and info.c — SQL functions and annex_info.
+*/
+int annex_register_functions(sqlite3 *db);
+int annex_register_info(sqlite3 *db, annex_conn *pConn);
+
+/**************************************************************************
+** module.c
+*/
+int annex_register_module(sqlite3 *db, annex_conn *pConn);
+
+#endif /* ANNEX_INT_H */

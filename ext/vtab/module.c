@@ -1,0 +1,368 @@
+/*
+** module.c — the annex virtual table module: lifecycle, writes,
+** transactions, and the sqlite3_module that ties the other files together.
+**
+** Declared schema of a table (what SELECT * and INSERT see):
+**   user columns in declaration order, then the hidden columns
+**   distance (k-NN result distance), k (k-NN constraint), and a column named
+**   like the table, which receives FTS5-style commands.
+**
+** Transactions: all state lives in the shadow tables, so SQLite's journal
+** makes writes atomic. The only in-memory state that outlives a statement
+** is the slot counter cache and the "change counter bumped" flag; both are
+** dropped at every commit, rollback and ROLLBACK TO.
+*/
+#include "annex_int.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+int annex_set_error(sqlite3_vtab *pVtab, const char *zFmt, ...) {
+  va_list ap;
+  va_start(ap, zFmt);
+  sqlite3_free(pVtab->zErrMsg);
+  pVtab->zErrMsg = sqlite3_vmprintf(zFmt, ap);
+  va_end(ap);
+  return SQLITE_ERROR;
+}
+
+char *annex_str_finish(sqlite3_str *s) {
+  int bEmpty = sqlite3_str_length(s) == 0 && sqlite3_str_errcode(s) == 0;
+  char *z = sqlite3_str_finish(s);
+  if (z == NULL && bEmpty) z = sqlite3_mprintf("");
+  return z;
+}
+
+/* When a nested SQLite call failed without annex setting a message, carry
+** the connection's message up so the user sees what went wrong. */
+static int carry_error(annex_table *p, int rc) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && p->base.zErrMsg == NULL) {
+    if (rc == SQLITE_CORRUPT_VTAB) {
+      annex_set_error(&p->base, "annex table %s is corrupt", p->zName);
+    } else if (rc != SQLITE_NOMEM) {
+      annex_set_error(&p->base, "%s", sqlite3_errmsg(p->db));
+    }
+  }
+  return rc;
+}
+
+static char *declare_sql(const annex_table *p) {
+  const annex_config *c = p->pConfig;
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  sqlite3_str_appendall(s, "CREATE TABLE x(");
+  for (int i = 0; i < c->nCol; i++) {
+    sqlite3_str_appendf(s, "\"%w\", ", c->aCol[i].zName);
+  }
+  sqlite3_str_appendf(s, "distance HIDDEN, k HIDDEN, \"%w\" HIDDEN)",
+                      p->zName);
+  return annex_str_finish(s);
+}
+
+static void table_free(annex_table *p) {
+  if (p == NULL) return;
+  annex_storage_close(p);
+  annex_config_free(p->pConfig);
+  sqlite3_free(p->zDb);
+  sqlite3_free(p->zName);
+  sqlite3_free(p);
+}
+
+static void conn_link(annex_table *p) {
+  p->pNextOpen = p->pConn->pOpen;
+  p->pConn->pOpen = p;
+}
+
+static void conn_unlink(annex_table *p) {
+  annex_table **pp = &p->pConn->pOpen;
+  while (*pp && *pp != p) pp = &(*pp)->pNextOpen;
+  if (*pp) *pp = p->pNextOpen;
+}
+
+static int annex_init(sqlite3 *db, void *pAux, int argc,
+                      const char *const *argv, sqlite3_vtab **ppVtab,
+                      char **pzErr, int bCreate) {
+  annex_table *p;
+  char *zSql;
+  int rc;
+  *ppVtab = NULL;
+  p = sqlite3_malloc64(sizeof(*p));
+  if (p == NULL) return SQLITE_NOMEM;
+  memset(p, 0, sizeof(*p));
+  p->db = db;
+  p->pConn = pAux;
+  p->zDb = sqlite3_mprintf("%s", argv[1]);
+  p->zName = sqlite3_mprintf("%s", argv[2]);
+  if (p->zDb == NULL || p->zName == NULL) rc = SQLITE_NOMEM;
+  else rc = annex_config_parse(argc, argv, &p->pConfig, pzErr);
+  if (rc == SQLITE_OK) {
+    const annex_config *c = p->pConfig;
+    p->iHiddenBase = c->nCol;
+    annex_distance_init();
+    p->xScore = annex_distance_kernel(c->eElem, c->eMetric);
+    if (p->xScore == NULL) rc = SQLITE_INTERNAL;
+  }
+  if (rc == SQLITE_OK) {
+    zSql = declare_sql(p);
+    rc = zSql ? sqlite3_declare_vtab(db, zSql) : SQLITE_NOMEM;
+    sqlite3_free(zSql);
+  }
+  if (rc == SQLITE_OK) {
+    rc = bCreate ? annex_storage_create(p, pzErr)
+                 : annex_storage_check_format(p, pzErr);
+  }
+  if (rc == SQLITE_OK) {
+    sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
+  }
+  if (rc != SQLITE_OK) {
+    if (*pzErr == NULL && rc != SQLITE_NOMEM) {
+      *pzErr = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    }
+    table_free(p);
+    return rc;
+  }
+  annex_storage_close(p); /* statements prepared during create are stale */
+  conn_link(p);
+  *ppVtab = &p->base;
+  return SQLITE_OK;
+}
+
+static int annex_create(sqlite3 *db, void *pAux, int argc,
+                        const char *const *argv, sqlite3_vtab **ppVtab,
+                        char **pzErr) {
+  return annex_init(db, pAux, argc, argv, ppVtab, pzErr, 1);
+}
+
+static int annex_connect(sqlite3 *db, void *pAux, int argc,
+                         const char *const *argv, sqlite3_vtab **ppVtab,
+                         char **pzErr) {
+  return annex_init(db, pAux, argc, argv, ppVtab, pzErr, 0);
+}
+
+static int annex_disconnect(sqlite3_vtab *pVtab) {
+  annex_table *p = (annex_table *)pVtab;
+  conn_unlink(p);
+  table_free(p);
+  return SQLITE_OK;
+}
+
+static int annex_destroy(sqlite3_vtab *pVtab) {
+  annex_table *p = (annex_table *)pVtab;
+  int rc = annex_storage_destroy(p);
+  if (rc != SQLITE_OK) return carry_error(p, rc);
+  return annex_disconnect(pVtab);
+}
+
+/* Write paths ************************************************************/
+
+/* The command column of an INSERT, or NULL when the INSERT is a row. */
+static sqlite3_value *command_value(annex_table *p, int argc,
+                                    sqlite3_value **argv) {
+  int i = 2 + p->iHiddenBase + ANNEX_HID_COMMAND;
+  if (argc > i && sqlite3_value_type(argv[i]) != SQLITE_NULL) return argv[i];
+  return NULL;
+}
+
+static int check_hidden_unset(annex_table *p, sqlite3_value **argv) {
+  int iDist = 2 + p->iHiddenBase + ANNEX_HID_DISTANCE;
+  int iK = 2 + p->iHiddenBase + ANNEX_HID_K;
+  if (sqlite3_value_type(argv[iDist]) != SQLITE_NULL ||
+      sqlite3_value_type(argv[iK]) != SQLITE_NULL) {
+    return annex_set_error(&p->base, "distance and k are query-only columns "
+                           "of %s and cannot be written", p->zName);
+  }
+  return SQLITE_OK;
+}
+
+/* A row with rowid iRowid exists: apply the statement's conflict policy. */
+static int resolve_conflict(annex_table *p, sqlite3_int64 iRowid,
+                            int *pbSkip) {
+  int eConflict = sqlite3_vtab_on_conflict(p->db);
+  *pbSkip = 0;
+  if (eConflict == SQLITE_REPLACE) return annex_storage_delete(p, iRowid);
+  if (eConflict == SQLITE_IGNORE) {
+    *pbSkip = 1;
+    return SQLITE_OK;
+  }
+  annex_set_error(&p->base, "UNIQUE constraint failed: %s.rowid", p->zName);
+  return SQLITE_CONSTRAINT;
+}
+
+static int do_insert(annex_table *p, sqlite3_value *pRowid,
+                     sqlite3_value **apCol, sqlite3_int64 *piRowid) {
+  int rc = SQLITE_OK, bSkip = 0;
+  if (sqlite3_value_type(pRowid) != SQLITE_NULL) {
+    sqlite3_int64 iSlot;
+    if (sqlite3_value_numeric_type(pRowid) != SQLITE_INTEGER) {
+      return annex_set_error(&p->base, "rowid must be an integer");
+    }
+    rc = annex_storage_locate(p, sqlite3_value_int64(pRowid), &iSlot);
+    if (rc == SQLITE_OK) {
+      rc = resolve_conflict(p, sqlite3_value_int64(pRowid), &bSkip);
+    } else if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+    }
+  }
+  if (rc == SQLITE_OK && !bSkip) {
+    rc = annex_storage_insert(p, pRowid, apCol, piRowid);
+  }
+  return rc;
+}
+
+static int do_update(annex_table *p, sqlite3_int64 iOld, sqlite3_value *pNew,
+                     sqlite3_value **apCol) {
+  sqlite3_int64 iNew, iSlot;
+  int rc = SQLITE_OK, bSkip = 0;
+  if (sqlite3_value_numeric_type(pNew) != SQLITE_INTEGER) {
+    return annex_set_error(&p->base, "rowid must be an integer");
+  }
+  iNew = sqlite3_value_int64(pNew);
+  if (iNew != iOld) {
+    rc = annex_storage_locate(p, iNew, &iSlot);
+    if (rc == SQLITE_OK) rc = resolve_conflict(p, iNew, &bSkip);
+    else if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  if (rc == SQLITE_OK && !bSkip) rc = annex_storage_update(p, iOld, iNew, apCol);
+  return rc;
+}
+
+static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
+                        sqlite3_int64 *pRowid) {
+  annex_table *p = (annex_table *)pVtab;
+  int rc;
+  sqlite3_value *pCmd;
+  if (argc == 1) {
+    rc = annex_storage_delete(p, sqlite3_value_int64(argv[0]));
+  } else if ((pCmd = command_value(p, argc, argv)) != NULL) {
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
+      rc = annex_set_error(pVtab, "commands are given with INSERT: INSERT "
+                           "INTO %s(%s) VALUES('command')", p->zName, p->zName);
+    } else {
+      rc = annex_command(p, pCmd);
+    }
+  } else {
+    rc = check_hidden_unset(p, argv);
+    if (rc == SQLITE_OK && sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+      rc = do_insert(p, argv[1], argv + 2, pRowid);
+    } else if (rc == SQLITE_OK) {
+      rc = do_update(p, sqlite3_value_int64(argv[0]), argv[1], argv + 2);
+    }
+  }
+  if (rc != SQLITE_OK) p->bSlotCache = 0; /* the statement may roll back */
+  return carry_error(p, rc);
+}
+
+/* Transactions ***********************************************************/
+
+static int annex_begin(sqlite3_vtab *pVtab) {
+  annex_storage_end_txn((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_sync(sqlite3_vtab *pVtab) {
+  annex_storage_reset_blobs((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_commit(sqlite3_vtab *pVtab) {
+  annex_storage_end_txn((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_rollback(sqlite3_vtab *pVtab) {
+  annex_storage_end_txn((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_savepoint(sqlite3_vtab *pVtab, int iSavepoint) {
+  (void)iSavepoint;
+  annex_storage_reset_blobs((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_release(sqlite3_vtab *pVtab, int iSavepoint) {
+  (void)iSavepoint;
+  annex_storage_reset_blobs((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+static int annex_rollback_to(sqlite3_vtab *pVtab, int iSavepoint) {
+  (void)iSavepoint;
+  annex_storage_end_txn((annex_table *)pVtab);
+  return SQLITE_OK;
+}
+
+/* Schema *****************************************************************/
+
+static int annex_rename(sqlite3_vtab *pVtab, const char *zNew) {
+  annex_table *p = (annex_table *)pVtab;
+  int rc = annex_storage_rename(p, zNew);
+  if (rc == SQLITE_OK) {
+    char *z = sqlite3_mprintf("%s", zNew);
+    if (z == NULL) return SQLITE_NOMEM;
+    sqlite3_free(p->zName);
+    p->zName = z;
+  }
+  return carry_error(p, rc);
+}
+
+static int annex_shadow_name(const char *zSuffix) {
+  static const char *azShadow[] = {"config", "rows", "chunks"};
+  for (size_t i = 0; i < sizeof(azShadow) / sizeof(azShadow[0]); i++) {
+    if (sqlite3_stricmp(zSuffix, azShadow[i]) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Reads ******************************************************************/
+
+static int annex_filter(sqlite3_vtab_cursor *cur, int idxNum,
+                        const char *idxStr, int argc, sqlite3_value **argv) {
+  int rc = annex_cursor_filter(cur, idxNum, idxStr, argc, argv);
+  return carry_error((annex_table *)cur->pVtab, rc);
+}
+
+static int annex_next(sqlite3_vtab_cursor *cur) {
+  return carry_error((annex_table *)cur->pVtab, annex_cursor_next(cur));
+}
+
+static int annex_xcolumn(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
+                        int i) {
+  return carry_error((annex_table *)cur->pVtab,
+                     annex_cursor_column(cur, ctx, i));
+}
+
+static sqlite3_module annex_module = {
+    /* iVersion      */ 3,
+    /* xCreate       */ annex_create,
+    /* xConnect      */ annex_connect,
+    /* xBestIndex    */ annex_best_index,
+    /* xDisconnect   */ annex_disconnect,
+    /* xDestroy      */ annex_destroy,
+    /* xOpen         */ annex_cursor_open,
+    /* xClose        */ annex_cursor_close,
+    /* xFilter       */ annex_filter,
+    /* xNext         */ annex_next,
+    /* xEof          */ annex_cursor_eof,
+    /* xColumn       */ annex_xcolumn,
+    /* xRowid        */ annex_cursor_rowid,
+    /* xUpdate       */ annex_update,
+    /* xBegin        */ annex_begin,
+    /* xSync         */ annex_sync,
+    /* xCommit       */ annex_commit,
+    /* xRollback     */ annex_rollback,
+    /* xFindFunction */ NULL,
+    /* xRename       */ annex_rename,
+    /* xSavepoint    */ annex_savepoint,
+    /* xRelease      */ annex_release,
+    /* xRollbackTo   */ annex_rollback_to,
+    /* xShadowName   */ annex_shadow_name,
+#if SQLITE_VERSION_NUMBER >= 3044000
+    /* xIntegrity    */ NULL,
+#endif
+};
+
+int annex_register_module(sqlite3 *db, annex_conn *pConn) {
+  /* pConn is freed with the module, when the connection closes. */
+  return sqlite3_create_module_v2(db, "annex", &annex_module, pConn,
+                                  sqlite3_free);
+}

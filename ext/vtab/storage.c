@@ -1,0 +1,756 @@
+/*
+** storage.c — the shadow tables of an annex table, and all I/O on them.
+**
+** Database format (format version 1) of an annex table named T:
+**
+**   T_config(key TEXT PRIMARY KEY, value) WITHOUT ROWID
+**       format      integer, the format version (1)
+**       dims        integer, dimensions of the vector column
+**       element     text, float | int8 | bit
+**       metric      text, l2 | cosine | ip | hamming
+**       index       text, the index kind (flat)
+**       chunk_size  integer, vectors per chunk (power of two, >= 8)
+**       slots       integer, slots ever allocated: the next vector goes to
+**                   global slot `slots`; slots are never reused
+**       changes     integer, bumped once by every write transaction, so a
+**                   connection can tell that its caches are stale
+**
+**   T_rows(rowid INTEGER PRIMARY KEY, slot INTEGER NOT NULL, c1, c2, ...)
+**       one row per stored row. `slot` is the global slot of its vector:
+**       chunk = slot / chunk_size, position = slot % chunk_size. Column cI
+**       holds user column I (0-based declaration order; the vector column
+**       has no cI). Metadata columns carry their declared type (TEXT,
+**       INTEGER, REAL) so comparisons follow SQLite's affinity rules.
+**
+**   T_chunks(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL)
+**       one row per chunk of chunk_size slots, `data` laid out as
+**         valid    chunk_size/8 bytes: bit (i%8) of byte (i/8) is set when
+**                  slot i holds a live row
+**         rowids   chunk_size x int64, little-endian: the rowid in each slot
+**         vectors  chunk_size x vector bytes (dims*4 for float, dims for
+**                  int8, dims/8 for bit), in slot order
+**       A chunk is created zero-filled when its first slot is allocated and
+**       deleted when every one of its slots was allocated and then freed.
+**
+** Invariants (checked by 'integrity-check'): every T_rows row's slot is
+** below `slots`, its chunk exists, its valid bit is set and its rowid is in
+** the rowids array; every set valid bit is matched by exactly one T_rows row.
+**
+** Writes go through the user's transaction, so SQLite's journal makes them
+** atomic. Write blob handles are opened and closed within one xUpdate: an
+** open write handle would keep the statement that opened it active and
+** stop the transaction from committing.
+*/
+#include "annex_int.h"
+
+#include <string.h>
+
+size_t annex_chunk_valid_bytes(const annex_config *c) {
+  return (size_t)c->nChunk / 8;
+}
+size_t annex_chunk_rowid_offset(const annex_config *c) {
+  return annex_chunk_valid_bytes(c);
+}
+size_t annex_chunk_vector_offset(const annex_config *c) {
+  return annex_chunk_rowid_offset(c) + 8 * (size_t)c->nChunk;
+}
+size_t annex_chunk_bytes(const annex_config *c) {
+  return annex_chunk_vector_offset(c) + c->szVec * (size_t)c->nChunk;
+}
+
+/* ", c1, c2": the non-vector columns of %_rows, each after a comma. */
+static char *column_list(const annex_config *c) {
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  for (int i = 0; i < c->nCol; i++) {
+    if (c->aCol[i].eKind != ANNEX_COL_VECTOR) {
+      sqlite3_str_appendf(s, ", c%d", i);
+    }
+  }
+  return annex_str_finish(s);
+}
+
+static char *stmt_sql(annex_table *p, annex_stmt_id id) {
+  const char *zDb = p->zDb, *zT = p->zName;
+  const annex_config *c = p->pConfig;
+  char *zCols, *zSql = NULL;
+  switch (id) {
+    case ANNEX_STMT_CONFIG_GET:
+      return sqlite3_mprintf("SELECT value FROM \"%w\".\"%w_config\" "
+                             "WHERE key=?", zDb, zT);
+    case ANNEX_STMT_CONFIG_SET:
+      return sqlite3_mprintf("INSERT OR REPLACE INTO \"%w\".\"%w_config\""
+                             "(key, value) VALUES(?, ?)", zDb, zT);
+    case ANNEX_STMT_ROWS_INSERT: {
+      sqlite3_str *s = sqlite3_str_new(NULL);
+      int n = 3;
+      zCols = column_list(c);
+      for (int i = 0; i < c->nCol; i++) {
+        if (c->aCol[i].eKind != ANNEX_COL_VECTOR) {
+          sqlite3_str_appendf(s, ", ?%d", n++);
+        }
+      }
+      {
+        char *zVals = annex_str_finish(s);
+        if (zCols && zVals) {
+          zSql = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_rows\"(rowid, slot%s)"
+                                 " VALUES(?1, ?2%s)", zDb, zT, zCols, zVals);
+        }
+        sqlite3_free(zVals);
+      }
+      sqlite3_free(zCols);
+      return zSql;
+    }
+    case ANNEX_STMT_ROWS_DELETE:
+      return sqlite3_mprintf("DELETE FROM \"%w\".\"%w_rows\" WHERE rowid=?",
+                             zDb, zT);
+    case ANNEX_STMT_ROWS_LOCATE:
+      return sqlite3_mprintf("SELECT slot FROM \"%w\".\"%w_rows\" "
+                             "WHERE rowid=?", zDb, zT);
+    case ANNEX_STMT_ROWS_UPDATE: {
+      sqlite3_str *s = sqlite3_str_new(NULL);
+      int n = 2;
+      sqlite3_str_appendf(s, "UPDATE \"%w\".\"%w_rows\" SET slot=slot", zDb,
+                          zT);
+      for (int i = 0; i < c->nCol; i++) {
+        if (c->aCol[i].eKind != ANNEX_COL_VECTOR) {
+          sqlite3_str_appendf(s, ", c%d=?%d", i, n++);
+        }
+      }
+      sqlite3_str_appendall(s, " WHERE rowid=?1");
+      return annex_str_finish(s);
+    }
+    case ANNEX_STMT_ROWS_REKEY:
+      return sqlite3_mprintf("UPDATE \"%w\".\"%w_rows\" SET rowid=?2 "
+                             "WHERE rowid=?1", zDb, zT);
+    case ANNEX_STMT_ROWS_FETCH:
+      zCols = column_list(c);
+      if (zCols) {
+        zSql = sqlite3_mprintf("SELECT slot%s FROM \"%w\".\"%w_rows\" "
+                               "WHERE rowid=?", zCols, zDb, zT);
+      }
+      sqlite3_free(zCols);
+      return zSql;
+    case ANNEX_STMT_CHUNK_INSERT:
+      return sqlite3_mprintf("INSERT INTO \"%w\".\"%w_chunks\"(chunk, data) "
+                             "VALUES(?, zeroblob(?))", zDb, zT);
+    case ANNEX_STMT_CHUNK_DELETE:
+      return sqlite3_mprintf("DELETE FROM \"%w\".\"%w_chunks\" WHERE chunk=?",
+                             zDb, zT);
+    case ANNEX_STMT_COUNT:
+      break;
+  }
+  return NULL;
+}
+
+int annex_storage_stmt(annex_table *p, annex_stmt_id id, sqlite3_stmt **pp) {
+  if (p->aStmt[id] == NULL) {
+    char *zSql = stmt_sql(p, id);
+    int rc;
+    if (zSql == NULL) return SQLITE_NOMEM;
+    rc = sqlite3_prepare_v3(p->db, zSql, -1, SQLITE_PREPARE_PERSISTENT,
+                            &p->aStmt[id], NULL);
+    sqlite3_free(zSql);
+    if (rc != SQLITE_OK) return rc;
+  }
+  *pp = p->aStmt[id];
+  return SQLITE_OK;
+}
+
+void annex_storage_reset_blobs(annex_table *p) {
+  if (p->pReadBlob) {
+    sqlite3_blob_close(p->pReadBlob);
+    p->pReadBlob = NULL;
+  }
+}
+
+void annex_storage_close(annex_table *p) {
+  annex_storage_reset_blobs(p);
+  for (int i = 0; i < ANNEX_STMT_COUNT; i++) {
+    sqlite3_finalize(p->aStmt[i]);
+    p->aStmt[i] = NULL;
+  }
+}
+
+void annex_storage_end_txn(annex_table *p) {
+  annex_storage_reset_blobs(p);
+  p->bSlotCache = 0;
+  p->bCounterBumped = 0;
+}
+
+static int exec_fmt(sqlite3 *db, char **pzErr, const char *zFmt, ...) {
+  va_list ap;
+  char *zSql;
+  int rc;
+  va_start(ap, zFmt);
+  zSql = sqlite3_vmprintf(zFmt, ap);
+  va_end(ap);
+  if (zSql == NULL) return SQLITE_NOMEM;
+  rc = sqlite3_exec(db, zSql, NULL, NULL, pzErr);
+  sqlite3_free(zSql);
+  return rc;
+}
+
+static int config_set_text(annex_table *p, const char *zKey, const char *zVal) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_CONFIG_SET, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_text(s, 1, zKey, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, zVal, -1, SQLITE_STATIC);
+  sqlite3_step(s);
+  return sqlite3_reset(s);
+}
+
+static int config_set_int(annex_table *p, const char *zKey, sqlite3_int64 v) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_CONFIG_SET, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_text(s, 1, zKey, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, v);
+  sqlite3_step(s);
+  return sqlite3_reset(s);
+}
+
+int annex_storage_config_int(annex_table *p, const char *zKey,
+                             sqlite3_int64 *pv) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_CONFIG_GET, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_text(s, 1, zKey, -1, SQLITE_STATIC);
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    if (sqlite3_column_type(s, 0) == SQLITE_INTEGER) {
+      *pv = sqlite3_column_int64(s, 0);
+    } else {
+      rc = SQLITE_CORRUPT_VTAB;
+    }
+  } else {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  if (sqlite3_reset(s) != SQLITE_OK && rc == SQLITE_OK) rc = sqlite3_reset(s);
+  if (rc == SQLITE_CORRUPT_VTAB) {
+    annex_set_error(&p->base, "annex table %s: config value '%s' is missing "
+                    "or not an integer", p->zName, zKey);
+  }
+  return rc;
+}
+
+int annex_storage_create(annex_table *p, char **pzErr) {
+  const annex_config *c = p->pConfig;
+  char *zCols;
+  int rc;
+  /* Declared types carry affinity into the metadata columns. */
+  {
+    sqlite3_str *s = sqlite3_str_new(NULL);
+    for (int i = 0; i < c->nCol; i++) {
+      if (c->aCol[i].eKind == ANNEX_COL_VECTOR) continue;
+      sqlite3_str_appendf(s, ", c%d %s", i,
+                          c->aCol[i].eKind == ANNEX_COL_META ? c->aCol[i].zType
+                                                             : "");
+    }
+    zCols = annex_str_finish(s);
+    if (zCols == NULL) return SQLITE_NOMEM;
+  }
+  rc = exec_fmt(p->db, pzErr,
+                "CREATE TABLE \"%w\".\"%w_config\"(key TEXT PRIMARY KEY, "
+                "value) WITHOUT ROWID;"
+                "CREATE TABLE \"%w\".\"%w_rows\"(rowid INTEGER PRIMARY KEY, "
+                "slot INTEGER NOT NULL%s);"
+                "CREATE TABLE \"%w\".\"%w_chunks\"(chunk INTEGER PRIMARY KEY, "
+                "data BLOB NOT NULL);",
+                p->zDb, p->zName, p->zDb, p->zName, zCols, p->zDb, p->zName);
+  sqlite3_free(zCols);
+  if (rc == SQLITE_OK) rc = config_set_int(p, "format", ANNEX_FORMAT_VERSION);
+  if (rc == SQLITE_OK) rc = config_set_int(p, "dims", c->nDim);
+  if (rc == SQLITE_OK) rc = config_set_text(p, "element",
+                                            annex_elem_name(c->eElem));
+  if (rc == SQLITE_OK) rc = config_set_text(p, "metric",
+                                            annex_metric_name(c->eMetric));
+  if (rc == SQLITE_OK) rc = config_set_text(p, "index",
+                                            annex_index_name(c->eIndex));
+  if (rc == SQLITE_OK) rc = config_set_int(p, "chunk_size", c->nChunk);
+  if (rc == SQLITE_OK) rc = config_set_int(p, "slots", 0);
+  if (rc == SQLITE_OK) rc = config_set_int(p, "changes", 0);
+  return rc;
+}
+
+int annex_storage_check_format(annex_table *p, char **pzErr) {
+  sqlite3_int64 v = 0;
+  int rc = annex_storage_config_int(p, "format", &v);
+  if (rc == SQLITE_OK && v != ANNEX_FORMAT_VERSION) {
+    *pzErr = sqlite3_mprintf("annex table %s has format version %lld; this "
+                             "build of annex (%s) reads version %d",
+                             p->zName, v, ANNEX_VERSION, ANNEX_FORMAT_VERSION);
+    return SQLITE_ERROR;
+  }
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "dims", &v);
+  if (rc == SQLITE_OK && v != p->pConfig->nDim) rc = SQLITE_CORRUPT_VTAB;
+  /* The stored chunk size is authoritative: defaults may change. */
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "chunk_size", &v);
+  if (rc == SQLITE_OK) {
+    if (v < ANNEX_CHUNK_MIN || v > ANNEX_CHUNK_MAX || (v & (v - 1)) != 0) {
+      rc = SQLITE_CORRUPT_VTAB;
+    } else {
+      p->pConfig->nChunk = (int)v;
+    }
+  }
+  if (rc == SQLITE_CORRUPT_VTAB) {
+    *pzErr = sqlite3_mprintf("annex table %s: %s_config disagrees with the "
+                             "table's declaration (database corrupt)",
+                             p->zName, p->zName);
+  } else if (rc != SQLITE_OK && rc != SQLITE_ERROR) {
+    *pzErr = sqlite3_mprintf("%s", sqlite3_errmsg(p->db));
+  }
+  return rc;
+}
+
+int annex_storage_destroy(annex_table *p) {
+  annex_storage_close(p);
+  return exec_fmt(p->db, NULL,
+                  "DROP TABLE IF EXISTS \"%w\".\"%w_config\";"
+                  "DROP TABLE IF EXISTS \"%w\".\"%w_rows\";"
+                  "DROP TABLE IF EXISTS \"%w\".\"%w_chunks\";",
+                  p->zDb, p->zName, p->zDb, p->zName, p->zDb, p->zName);
+}
+
+int annex_storage_rename(annex_table *p, const char *zNew) {
+  static const char *azSuffix[] = {"config", "rows", "chunks"};
+  int rc = SQLITE_OK;
+  annex_storage_close(p);
+  for (int i = 0; i < 3 && rc == SQLITE_OK; i++) {
+    rc = exec_fmt(p->db, NULL,
+                  "ALTER TABLE \"%w\".\"%w_%s\" RENAME TO \"%w_%s\"", p->zDb,
+                  p->zName, azSuffix[i], zNew, azSuffix[i]);
+  }
+  return rc;
+}
+
+int annex_storage_bump_counter(annex_table *p) {
+  sqlite3_int64 n = 0;
+  int rc;
+  if (p->bCounterBumped) return SQLITE_OK;
+  rc = annex_storage_config_int(p, "changes", &n);
+  if (rc == SQLITE_OK) rc = config_set_int(p, "changes", n + 1);
+  if (rc == SQLITE_OK) p->bCounterBumped = 1;
+  return rc;
+}
+
+int annex_storage_slots(annex_table *p, sqlite3_int64 *pn) {
+  int rc;
+  if (p->bSlotCache) {
+    *pn = p->nSlotCache;
+    return SQLITE_OK;
+  }
+  rc = annex_storage_config_int(p, "slots", pn);
+  if (rc == SQLITE_OK && *pn < 0) rc = SQLITE_CORRUPT_VTAB;
+  return rc;
+}
+
+int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
+                         sqlite3_int64 *piSlot) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_LOCATE, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_int64(s, 1, iRowid);
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    *piSlot = sqlite3_column_int64(s, 0);
+    rc = SQLITE_OK;
+  } else {
+    rc = SQLITE_DONE;
+  }
+  if (sqlite3_reset(s) != SQLITE_OK) rc = sqlite3_reset(s);
+  return rc;
+}
+
+/* Point the cached read handle at chunk iChunk. */
+static int read_blob_seek(annex_table *p, sqlite3_int64 iChunk) {
+  int rc = SQLITE_OK;
+  if (p->pReadBlob) {
+    rc = sqlite3_blob_reopen(p->pReadBlob, iChunk);
+    if (rc != SQLITE_OK) annex_storage_reset_blobs(p);
+  }
+  if (p->pReadBlob == NULL) {
+    char *zTab = sqlite3_mprintf("%s_chunks", p->zName);
+    if (zTab == NULL) return SQLITE_NOMEM;
+    rc = sqlite3_blob_open(p->db, p->zDb, zTab, "data", iChunk, 0,
+                           &p->pReadBlob);
+    sqlite3_free(zTab);
+    if (rc != SQLITE_OK) annex_storage_reset_blobs(p);
+  }
+  if (rc == SQLITE_ERROR) rc = SQLITE_CORRUPT_VTAB; /* chunk row missing */
+  if (rc == SQLITE_OK &&
+      (size_t)sqlite3_blob_bytes(p->pReadBlob) !=
+          annex_chunk_bytes(p->pConfig)) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  return rc;
+}
+
+int annex_storage_read_vector(annex_table *p, sqlite3_int64 iSlot, void *out) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 iChunk = iSlot / c->nChunk;
+  int iPos = (int)(iSlot % c->nChunk);
+  int rc = read_blob_seek(p, iChunk);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_blob_read(p->pReadBlob, out, (int)c->szVec,
+                           (int)(annex_chunk_vector_offset(c) +
+                                 c->szVec * (size_t)iPos));
+  }
+  return rc;
+}
+
+/* Open a write handle on chunk iChunk's data; the caller closes it. */
+static int write_blob_open(annex_table *p, sqlite3_int64 iChunk,
+                           sqlite3_blob **pp) {
+  char *zTab = sqlite3_mprintf("%s_chunks", p->zName);
+  int rc;
+  *pp = NULL;
+  if (zTab == NULL) return SQLITE_NOMEM;
+  rc = sqlite3_blob_open(p->db, p->zDb, zTab, "data", iChunk, 1, pp);
+  sqlite3_free(zTab);
+  if (rc == SQLITE_ERROR) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK &&
+      (size_t)sqlite3_blob_bytes(*pp) != annex_chunk_bytes(p->pConfig)) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  if (rc != SQLITE_OK && *pp) {
+    sqlite3_blob_close(*pp);
+    *pp = NULL;
+  }
+  return rc;
+}
+
+/* Set or clear the valid bit of slot iPos through handle b. */
+static int write_valid_bit(sqlite3_blob *b, int iPos, int bOn) {
+  unsigned char byte;
+  int rc = sqlite3_blob_read(b, &byte, 1, iPos / 8);
+  if (rc != SQLITE_OK) return rc;
+  if (bOn) byte |= (unsigned char)(1u << (iPos % 8));
+  else byte &= (unsigned char)~(1u << (iPos % 8));
+  return sqlite3_blob_write(b, &byte, 1, iPos / 8);
+}
+
+static void put_le64(unsigned char *a, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++) a[i] = (unsigned char)(u >> (8 * i));
+}
+
+/* Write rowid, vector and valid bit of a slot in one write handle. */
+static int write_slot(annex_table *p, sqlite3_int64 iSlot, sqlite3_int64 iRowid,
+                      const void *pVec) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 iChunk = iSlot / c->nChunk;
+  int iPos = (int)(iSlot % c->nChunk);
+  unsigned char aRowid[8];
+  sqlite3_blob *b;
+  int rc = write_blob_open(p, iChunk, &b);
+  if (rc != SQLITE_OK) return rc;
+  put_le64(aRowid, iRowid);
+  rc = sqlite3_blob_write(b, aRowid, 8,
+                          (int)(annex_chunk_rowid_offset(c) + 8 * (size_t)iPos));
+  if (rc == SQLITE_OK && pVec) {
+    rc = sqlite3_blob_write(b, pVec, (int)c->szVec,
+                            (int)(annex_chunk_vector_offset(c) +
+                                  c->szVec * (size_t)iPos));
+  }
+  if (rc == SQLITE_OK) rc = write_valid_bit(b, iPos, 1);
+  sqlite3_blob_close(b);
+  return rc;
+}
+
+/* Allocate the next global slot, creating its chunk when needed. */
+static int alloc_slot(annex_table *p, sqlite3_int64 *piSlot) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 n;
+  int rc = annex_storage_slots(p, &n);
+  if (rc != SQLITE_OK) return rc;
+  if (n % c->nChunk == 0) {
+    sqlite3_stmt *s;
+    rc = annex_storage_stmt(p, ANNEX_STMT_CHUNK_INSERT, &s);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(s, 1, n / c->nChunk);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)annex_chunk_bytes(c));
+    sqlite3_step(s);
+    rc = sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT) rc = SQLITE_CORRUPT_VTAB;
+    if (rc != SQLITE_OK) return rc;
+  }
+  rc = config_set_int(p, "slots", n + 1);
+  if (rc != SQLITE_OK) return rc;
+  p->nSlotCache = n + 1;
+  p->bSlotCache = 1;
+  *piSlot = n;
+  return SQLITE_OK;
+}
+
+/* Bind the non-vector user columns from apVal, from parameter iFirst on. */
+static void bind_columns(annex_table *p, sqlite3_stmt *s, int iFirst,
+                         sqlite3_value **apVal) {
+  const annex_config *c = p->pConfig;
+  int n = iFirst;
+  for (int i = 0; i < c->nCol; i++) {
+    if (c->aCol[i].eKind == ANNEX_COL_VECTOR) continue;
+    sqlite3_bind_value(s, n++, apVal[i]);
+  }
+}
+
+/* Insert the t_rows row; *piRowid gets the rowid SQLite chose if pRowid is
+** NULL. */
+static int rows_insert(annex_table *p, sqlite3_value *pRowid,
+                       sqlite3_int64 iSlot, sqlite3_value **apVal,
+                       sqlite3_int64 *piRowid) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_INSERT, &s);
+  if (rc != SQLITE_OK) return rc;
+  if (pRowid && sqlite3_value_type(pRowid) != SQLITE_NULL) {
+    sqlite3_bind_int64(s, 1, sqlite3_value_int64(pRowid));
+  } else {
+    sqlite3_bind_null(s, 1);
+  }
+  sqlite3_bind_int64(s, 2, iSlot);
+  bind_columns(p, s, 3, apVal);
+  sqlite3_step(s);
+  rc = sqlite3_reset(s);
+  if (rc == SQLITE_OK) *piRowid = sqlite3_last_insert_rowid(p->db);
+  return rc;
+}
+
+int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
+                         sqlite3_value **apVal, sqlite3_int64 *piRowid) {
+  const annex_config *c = p->pConfig;
+  char *zErr = NULL;
+  void *pVec = sqlite3_malloc64(c->szVec);
+  sqlite3_int64 iSlot = 0;
+  int rc;
+  if (pVec == NULL) return SQLITE_NOMEM;
+  rc = annex_vector_parse(apVal[c->iVecCol], c->eElem, c->nDim,
+                          c->aCol[c->iVecCol].zName, pVec, &zErr);
+  if (rc == SQLITE_ERROR) {
+    annex_set_error(&p->base, "%s", zErr);
+  }
+  sqlite3_free(zErr);
+  annex_storage_reset_blobs(p);
+  if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
+  if (rc == SQLITE_OK) rc = alloc_slot(p, &iSlot);
+  if (rc == SQLITE_OK) rc = rows_insert(p, pRowid, iSlot, apVal, piRowid);
+  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, *piRowid, pVec);
+  sqlite3_free(pVec);
+  return rc;
+}
+
+/* Delete chunk iChunk when all its slots were allocated and are now free. */
+static int maybe_drop_chunk(annex_table *p, sqlite3_blob *b,
+                            sqlite3_int64 iChunk) {
+  const annex_config *c = p->pConfig;
+  size_t nValid = annex_chunk_valid_bytes(c);
+  unsigned char aValid[ANNEX_CHUNK_MAX / 8];
+  sqlite3_int64 nSlots;
+  sqlite3_stmt *s;
+  int rc = annex_storage_slots(p, &nSlots);
+  if (rc != SQLITE_OK) return rc;
+  if ((iChunk + 1) * c->nChunk > nSlots) return SQLITE_OK; /* still filling */
+  rc = sqlite3_blob_read(b, aValid, (int)nValid, 0);
+  if (rc != SQLITE_OK) return rc;
+  for (size_t i = 0; i < nValid; i++) {
+    if (aValid[i]) return SQLITE_OK;
+  }
+  sqlite3_blob_close(b);
+  rc = annex_storage_stmt(p, ANNEX_STMT_CHUNK_DELETE, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_int64(s, 1, iChunk);
+  sqlite3_step(s);
+  return sqlite3_reset(s) == SQLITE_OK ? SQLITE_DONE : sqlite3_reset(s);
+}
+
+int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 iSlot;
+  sqlite3_blob *b = NULL;
+  sqlite3_stmt *s;
+  int rc;
+  annex_storage_reset_blobs(p);
+  rc = annex_storage_locate(p, iRowid, &iSlot);
+  if (rc == SQLITE_DONE) return SQLITE_OK; /* nothing to delete */
+  if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
+  if (rc == SQLITE_OK) rc = write_blob_open(p, iSlot / c->nChunk, &b);
+  if (rc == SQLITE_OK) rc = write_valid_bit(b, (int)(iSlot % c->nChunk), 0);
+  if (rc == SQLITE_OK) {
+    rc = maybe_drop_chunk(p, b, iSlot / c->nChunk);
+    if (rc == SQLITE_DONE) {
+      b = NULL; /* closed by maybe_drop_chunk */
+      rc = SQLITE_OK;
+    }
+  }
+  if (b) sqlite3_blob_close(b);
+  if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_DELETE, &s);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, iRowid);
+    sqlite3_step(s);
+    rc = sqlite3_reset(s);
+  }
+  return rc;
+}
+
+/* Rewrite the rowid stored in a slot (rowid change by UPDATE). */
+static int rekey(annex_table *p, sqlite3_int64 iOld, sqlite3_int64 iNew,
+                 sqlite3_int64 iSlot) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_REKEY, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_int64(s, 1, iOld);
+  sqlite3_bind_int64(s, 2, iNew);
+  sqlite3_step(s);
+  rc = sqlite3_reset(s);
+  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, iNew, NULL);
+  return rc;
+}
+
+int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
+                         sqlite3_int64 iNew, sqlite3_value **apVal) {
+  const annex_config *c = p->pConfig;
+  sqlite3_value *pVecVal = apVal[c->iVecCol];
+  void *pVec = NULL;
+  sqlite3_int64 iSlot;
+  sqlite3_stmt *s;
+  int rc;
+  annex_storage_reset_blobs(p);
+  if (!sqlite3_value_nochange(pVecVal)) {
+    char *zErr = NULL;
+    pVec = sqlite3_malloc64(c->szVec);
+    if (pVec == NULL) return SQLITE_NOMEM;
+    rc = annex_vector_parse(pVecVal, c->eElem, c->nDim,
+                            c->aCol[c->iVecCol].zName, pVec, &zErr);
+    if (rc == SQLITE_ERROR) annex_set_error(&p->base, "%s", zErr);
+    sqlite3_free(zErr);
+    if (rc != SQLITE_OK) {
+      sqlite3_free(pVec);
+      return rc;
+    }
+  }
+  rc = annex_storage_locate(p, iOld, &iSlot);
+  if (rc == SQLITE_DONE) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
+  if (rc == SQLITE_OK && iNew != iOld) rc = rekey(p, iOld, iNew, iSlot);
+  if (rc == SQLITE_OK && pVec) rc = write_slot(p, iSlot, iNew, pVec);
+  if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_UPDATE, &s);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, iNew);
+    bind_columns(p, s, 2, apVal);
+    sqlite3_step(s);
+    rc = sqlite3_reset(s);
+  }
+  sqlite3_free(pVec);
+  return rc;
+}
+
+/**************************************************************************
+** Chunk iteration.
+*/
+
+struct annex_chunk_iter {
+  annex_table *p;         /* the table (borrowed) */
+  sqlite3_stmt *pList;    /* "SELECT chunk ... ORDER BY chunk" (owned) */
+  sqlite3_blob *pBlob;    /* read handle on the current chunk (owned) */
+  sqlite3_int64 nSlots;   /* global slot counter at open */
+  unsigned char *aHead;   /* valid bitmap + rowids of the current chunk */
+  int64_t *aRowid;        /* aligned rowids of the current chunk */
+};
+
+int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
+  const annex_config *c = p->pConfig;
+  annex_chunk_iter *it;
+  char *zSql;
+  int rc;
+  *pp = NULL;
+  it = sqlite3_malloc64(sizeof(*it));
+  if (it == NULL) return SQLITE_NOMEM;
+  memset(it, 0, sizeof(*it));
+  it->p = p;
+  it->aHead = sqlite3_malloc64(annex_chunk_vector_offset(c));
+  it->aRowid = sqlite3_malloc64(8 * (size_t)c->nChunk);
+  if (it->aHead == NULL || it->aRowid == NULL) {
+    annex_chunk_iter_close(it);
+    return SQLITE_NOMEM;
+  }
+  rc = annex_storage_slots(p, &it->nSlots);
+  zSql = sqlite3_mprintf("SELECT chunk FROM \"%w\".\"%w_chunks\" ORDER BY "
+                         "chunk", p->zDb, p->zName);
+  if (zSql == NULL) rc = SQLITE_NOMEM;
+  if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(p->db, zSql, -1, &it->pList, 0);
+  sqlite3_free(zSql);
+  if (rc != SQLITE_OK) {
+    annex_chunk_iter_close(it);
+    return rc;
+  }
+  *pp = it;
+  return SQLITE_OK;
+}
+
+static int64_t get_le64(const unsigned char *a) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; i--) u = (u << 8) | a[i];
+  return (int64_t)u;
+}
+
+static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
+  annex_table *p = it->p;
+  const annex_config *c = p->pConfig;
+  char *zTab;
+  int rc = SQLITE_OK;
+  if (it->pBlob) {
+    rc = sqlite3_blob_reopen(it->pBlob, iChunk);
+  } else {
+    zTab = sqlite3_mprintf("%s_chunks", p->zName);
+    if (zTab == NULL) return SQLITE_NOMEM;
+    rc = sqlite3_blob_open(p->db, p->zDb, zTab, "data", iChunk, 0, &it->pBlob);
+    sqlite3_free(zTab);
+  }
+  if (rc == SQLITE_OK &&
+      (size_t)sqlite3_blob_bytes(it->pBlob) != annex_chunk_bytes(c)) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_blob_read(it->pBlob, it->aHead,
+                           (int)annex_chunk_vector_offset(c), 0);
+  }
+  if (rc == SQLITE_OK) {
+    const unsigned char *a = it->aHead + annex_chunk_rowid_offset(c);
+    for (int i = 0; i < c->nChunk; i++) it->aRowid[i] = get_le64(a + 8 * i);
+  }
+  return rc;
+}
+
+int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
+  const annex_config *c = it->p->pConfig;
+  sqlite3_int64 iChunk, nLeft;
+  int rc = sqlite3_step(it->pList);
+  if (rc != SQLITE_ROW) {
+    rc = sqlite3_reset(it->pList);
+    return rc == SQLITE_OK ? SQLITE_DONE : rc;
+  }
+  iChunk = sqlite3_column_int64(it->pList, 0);
+  nLeft = it->nSlots - iChunk * c->nChunk;
+  if (iChunk < 0 || nLeft <= 0) return SQLITE_CORRUPT_VTAB;
+  rc = iter_load(it, iChunk);
+  if (rc != SQLITE_OK) return rc;
+  pChunk->iChunk = iChunk;
+  pChunk->nSlot = nLeft < c->nChunk ? (int)nLeft : c->nChunk;
+  pChunk->aValid = it->aHead;
+  pChunk->aRowid = it->aRowid;
+  return SQLITE_ROW;
+}
+
+int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
+                             void *out) {
+  const annex_config *c = it->p->pConfig;
+  return sqlite3_blob_read(it->pBlob, out, (int)(c->szVec * (size_t)nVec),
+                           (int)(annex_chunk_vector_offset(c) +
+                                 c->szVec * (size_t)iSlot));
+}
+
+void annex_chunk_iter_close(annex_chunk_iter *it) {
+  if (it == NULL) return;
+  sqlite3_finalize(it->pList);
+  if (it->pBlob) sqlite3_blob_close(it->pBlob);
+  sqlite3_free(it->aHead);
+  sqlite3_free(it->aRowid);
+  sqlite3_free(it);
+}
