@@ -9,7 +9,10 @@
 ** (NULL kernels for invalid combinations, score to distance, vector sizes,
 ** cosine of a zero vector, forcing kernel sets by name).
 **
-** Build: cc tests/test_distance.c $ANNEX_KERNEL_SOURCES -lcmocka -lm
+** Build (CMake, after include(ext/index/kernels.cmake), which gives the SIMD
+** files their ISA flags):
+**   add_executable(test_distance tests/test_distance.c ${ANNEX_KERNEL_SOURCES})
+**   target_link_libraries(test_distance cmocka m)
 */
 #include <math.h>
 #include <setjmp.h>

@@ -224,7 +224,7 @@ static const annex_kernels *kernels_by_name(const char *zName) {
     return annex_kernels_avx512(__builtin_cpu_supports("avx512vpopcntdq"));
   }
 #endif
-#if defined(__aarch64__) && defined(ANNEX_HAVE_NEON)
+#if defined(__aarch64__)
   if (strcmp(zName, "neon") == 0) return &annex_kernels_neon;
 #endif
   return 0;
