@@ -45,6 +45,7 @@ int sqlite3_annex_init(sqlite3 *db, char **pzErrMsg,
   /* On failure, the module's destructor has already freed pConn. */
   rc = annex_register_module(db, pConn);
   if (rc == SQLITE_OK) rc = annex_register_info(db, pConn);
+  if (rc == SQLITE_OK) rc = annex_register_knn_batch(db, pConn);
   if (rc == SQLITE_OK) rc = annex_register_functions(db);
   if (rc != SQLITE_OK && pzErrMsg && *pzErrMsg == NULL) {
     *pzErrMsg = sqlite3_mprintf("annex: %s", sqlite3_errmsg(db));

@@ -18,6 +18,7 @@ SQLITE_EXTENSION_INIT3
 
 #include "../index/distance.h"
 #include "../index/topk.h"
+#include "../index/threads.h"
 
 #define ANNEX_VERSION "0.1.0"
 
@@ -287,6 +288,7 @@ int annex_integrity_check(annex_table *p);
 */
 int annex_register_functions(sqlite3 *db);
 int annex_register_info(sqlite3 *db, annex_conn *pConn);
+int annex_register_knn_batch(sqlite3 *db, annex_conn *pConn);
 
 /**************************************************************************
 ** module.c

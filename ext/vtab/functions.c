@@ -11,6 +11,7 @@
 **                              metric m: 'l2' (default), 'cosine', 'ip'
 **   annex_normalize(v)         v / |v| as a float32 BLOB
 **   annex_dims(v)              number of dimensions of a float32 vector
+**   annex_threads([n])         the thread count of parallel work (sets it)
 **
 ** Vector-returning functions tag their BLOBs with a subtype (annex_int.h),
 ** so inserting an int8 vector into a float column is caught.
@@ -199,6 +200,19 @@ static void fn_dims(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_result_int(ctx, n);
 }
 
+/* annex_threads() reads, annex_threads(N) sets the process-wide thread
+** count of parallel scans and batch queries (N <= 0: the default). */
+static void fn_threads(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  if (argc == 1) {
+    if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER) {
+      sqlite3_result_error(ctx, "annex_threads: expected an integer", -1);
+      return;
+    }
+    annex_thread_set((int)sqlite3_value_int64(argv[0]));
+  }
+  sqlite3_result_int(ctx, annex_thread_count());
+}
+
 int annex_register_functions(sqlite3 *db) {
   static const struct {
     const char *zName;
@@ -209,15 +223,18 @@ int annex_register_functions(sqlite3 *db) {
       {"annex_int8", 1, fn_int8},         {"annex_bit", 1, fn_bit},
       {"annex_json", 1, fn_json},         {"annex_distance", 2, fn_distance},
       {"annex_distance", 3, fn_distance}, {"annex_normalize", 1, fn_normalize},
-      {"annex_dims", 1, fn_dims},
+      {"annex_dims", 1, fn_dims},         {"annex_threads", 0, fn_threads},
+      {"annex_threads", 1, fn_threads},
   };
   int rc = SQLITE_OK;
   for (size_t i = 0; i < sizeof(aFunc) / sizeof(aFunc[0]) && rc == SQLITE_OK;
        i++) {
+    int bPure = aFunc[i].xFunc != fn_threads;
     rc = sqlite3_create_function_v2(
         db, aFunc[i].zName, aFunc[i].nArg,
-        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-        aFunc[i].xFunc, NULL, NULL, NULL);
+        SQLITE_UTF8 | (bPure ? SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS
+                             : SQLITE_DIRECTONLY),
+        NULL, aFunc[i].xFunc, NULL, NULL, NULL);
   }
   return rc;
 }

@@ -1,0 +1,20 @@
+/*
+** threads.h — how many threads annex's parallel work uses.
+**
+** One process-wide setting: the default is OpenMP's (OMP_NUM_THREADS, else
+** the number of processors); annex_threads(N) in SQL changes it. Builds
+** without OpenMP always run on one thread. Index code only.
+*/
+#ifndef ANNEX_THREADS_H
+#define ANNEX_THREADS_H
+
+/* Threads parallel scans and batch queries may use (>= 1). */
+int annex_thread_count(void);
+
+/* Set the count; n <= 0 restores the default. Returns the count in force. */
+int annex_thread_set(int n);
+
+/* 1 when built with OpenMP. */
+int annex_have_openmp(void);
+
+#endif /* ANNEX_THREADS_H */
