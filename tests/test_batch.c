@@ -235,11 +235,57 @@ static void test_errors(void **state) {
   sqlite3_close(db);
 }
 
+/* The parallel single-query scan (annex_threads > 1, tables over 16 MiB)
+** must return exactly what the serial scan returns. */
+static void test_parallel_scan(void **state) {
+  enum { N = 36000, D = 128, Q = 12 };
+  sqlite3 *db = open_db();
+  float *a = random_vectors(N, D, 9), *q = random_vectors(Q, D, 10);
+  sqlite3_stmt *s;
+  int64_t aSerial[Q][20];
+  double aDist[Q][20];
+  (void)state;
+  exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[128])");
+  load(db, a, N, D);
+  exec(db, "DELETE FROM t WHERE rowid % 5 = 0");
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid, distance FROM t "
+                                          "WHERE v MATCH ? AND k = 20",
+                                      -1, &s, 0),
+                   SQLITE_OK);
+  for (int pass = 0; pass < 3; pass++) {
+    exec(db, pass == 0 ? "SELECT annex_threads(1)"
+             : pass == 1 ? "SELECT annex_threads(2)"
+                         : "SELECT annex_threads(3)");
+    for (int i = 0; i < Q; i++) {
+      int n = 0;
+      sqlite3_bind_blob(s, 1, q + (size_t)i * D, D * 4, SQLITE_STATIC);
+      while (sqlite3_step(s) == SQLITE_ROW) {
+        if (pass == 0) {
+          aSerial[i][n] = sqlite3_column_int64(s, 0);
+          aDist[i][n] = sqlite3_column_double(s, 1);
+        } else {
+          assert_int_equal(sqlite3_column_int64(s, 0), aSerial[i][n]);
+          assert_true(sqlite3_column_double(s, 1) == aDist[i][n]);
+        }
+        n++;
+      }
+      assert_int_equal(n, 20);
+      sqlite3_reset(s);
+    }
+  }
+  exec(db, "SELECT annex_threads(0)");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  free(a);
+  free(q);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_l2),          cmocka_unit_test(test_ip),
       cmocka_unit_test(test_cosine),      cmocka_unit_test(test_sift5k),
       cmocka_unit_test(test_query_forms), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_parallel_scan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 /*
 ** threads.h — how many threads annex's parallel work uses.
 **
-** One process-wide setting: the default is OpenMP's (OMP_NUM_THREADS, else
-** the number of processors); annex_threads(N) in SQL changes it. Builds
-** without OpenMP always run on one thread. Index code only.
+** One process-wide setting, 1 by default (see threads.c for why);
+** annex_threads(N) in SQL changes it. Builds without OpenMP always run on
+** one thread. BLAS calls use OpenBLAS's own threads (OPENBLAS_NUM_THREADS).
+** Index code only.
 */
 #ifndef ANNEX_THREADS_H
 #define ANNEX_THREADS_H
