@@ -83,7 +83,15 @@ static void test_config_defaults(void **state) {
   assert_string_equal(p->aCol[0].zName, "my vec");
   assert_int_equal(p->szVec, 8);
   annex_config_free(p);
-  /* Huge vectors get smaller chunks by default. */
+  /* Larger vectors get fewer per chunk: a chunk stays within 1 MiB. */
+  assert_int_equal(parse(&p, &zErr, "v float[784]", (const char *)NULL),
+                   SQLITE_OK);
+  assert_int_equal(p->nChunk, 256);
+  annex_config_free(p);
+  assert_int_equal(parse(&p, &zErr, "v float[128]", (const char *)NULL),
+                   SQLITE_OK);
+  assert_int_equal(p->nChunk, 1024);
+  annex_config_free(p);
   assert_int_equal(parse(&p, &zErr, "v float[65536]", (const char *)NULL),
                    SQLITE_OK);
   assert_true(p->szVec * (size_t)p->nChunk <= ANNEX_CHUNK_MAX_BYTES);

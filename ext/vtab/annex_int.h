@@ -33,8 +33,10 @@ SQLITE_EXTENSION_INIT3
 #define ANNEX_CHUNK_DEFAULT 1024
 #define ANNEX_CHUNK_MIN 8
 #define ANNEX_CHUNK_MAX 65536
-/* Largest chunk blob: the default chunk size shrinks to stay under it and
-** an explicit chunk_size that exceeds it is refused. */
+/* The default chunk size shrinks until a chunk's vectors fit in
+** ANNEX_CHUNK_TARGET_BYTES (see config.c); an explicit chunk_size whose
+** chunk exceeds ANNEX_CHUNK_MAX_BYTES is refused. */
+#define ANNEX_CHUNK_TARGET_BYTES (1024 * 1024)
 #define ANNEX_CHUNK_MAX_BYTES (64 * 1024 * 1024)
 
 /**************************************************************************

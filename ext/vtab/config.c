@@ -209,13 +209,16 @@ static int parse_index(const char *zArg, const char *zVal, annex_config *p,
   return SQLITE_OK;
 }
 
-/* Vectors per chunk: the default is the largest power of two up to
-** ANNEX_CHUNK_DEFAULT whose chunk stays under ANNEX_CHUNK_MAX_BYTES. */
+/* Vectors per chunk. The default is the largest power of two up to
+** ANNEX_CHUNK_DEFAULT whose chunk stays within ANNEX_CHUNK_TARGET_BYTES:
+** big enough that a scan reads long contiguous runs, small enough that an
+** insert, which walks the chunk's overflow-page chain to its slot, stays
+** cheap and the chain stays in SQLite's page cache. */
 static int settle_chunk_size(annex_config *p, int bExplicit, char **pzErr) {
   p->szVec = annex_vector_bytes(p->eElem, (size_t)p->nDim);
   if (!bExplicit) {
     while (p->nChunk > ANNEX_CHUNK_MIN &&
-           p->szVec * (size_t)p->nChunk > ANNEX_CHUNK_MAX_BYTES) {
+           p->szVec * (size_t)p->nChunk > ANNEX_CHUNK_TARGET_BYTES) {
       p->nChunk /= 2;
     }
   }
