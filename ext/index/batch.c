@@ -7,9 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef ANNEX_HAVE_BLAS
-#include <cblas.h>
-#endif
+#include "blas.h"
 #ifdef ANNEX_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -59,6 +57,7 @@ int annex_batch_init(annex_batch *b, annex_metric eMetric, size_t nDim,
   b->nThread = nThread > 0 ? nThread : 1;
   b->xFree = xFree;
   b->xScore = annex_distance_kernel(ANNEX_ELEM_FLOAT32, eMetric);
+  b->xSgemm = annex_blas_sgemm();
   b->aQNorm = xMalloc(sizeof(float) * (nQuery ? nQuery : 1));
   b->aXNorm = xMalloc(sizeof(float) * nBlockMax);
   b->aLo = xMalloc(sizeof(float) * nBlockMax * (size_t)b->nThread);
@@ -79,7 +78,6 @@ int annex_batch_init(annex_batch *b, annex_metric eMetric, size_t nDim,
   return 0;
 }
 
-#ifndef ANNEX_HAVE_BLAS
 /* aDot[q * n + i] = query q . vector i, for one query, with the SIMD
 ** inner-product kernel (its score is -dot). */
 static void query_dots(annex_batch *b, size_t q, const float *aVec, size_t n) {
@@ -90,7 +88,6 @@ static void query_dots(annex_batch *b, size_t q, const float *aVec, size_t n) {
     b->aDot[q * n + i] = -xIp(pq, aVec + i * b->nDim, b->nDim);
   }
 }
-#endif
 
 /* Expanded score of (q, x) from their dot product and norms. */
 static double expanded(annex_metric m, double dot, double qn, double xn) {
@@ -168,17 +165,18 @@ void annex_batch_block(annex_batch *b, const float *aVec, size_t n,
   for (size_t i = 0; i < n; i++) {
     b->aXNorm[i] = vec_norm(b->eMetric, aVec + i * b->nDim, b->nDim);
   }
-#ifdef ANNEX_HAVE_BLAS
-  /* One product for the whole block; OpenBLAS spreads it over the cores,
-  ** and the per-query selection that follows is a small part of the work,
-  ** so it runs on this thread rather than competing with BLAS's threads. */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b->nQuery, (int)n,
-              (int)b->nDim, 1.0f, b->aQuery, (int)b->nDim, aVec, (int)b->nDim,
-              0.0f, b->aDot, (int)n);
-  for (size_t q = 0; q < b->nQuery; q++) {
-    block_query(b, q, aVec, n, aValid, aAllowed, iFirstSlot, aRowid, b->aLo);
+  if (b->xSgemm) {
+    /* One product for the whole block; BLAS spreads it over the cores, and
+    ** the per-query selection that follows is a small part of the work, so
+    ** it runs on this thread rather than competing with BLAS's threads. */
+    b->xSgemm(ANNEX_CBLAS_ROW_MAJOR, ANNEX_CBLAS_NO_TRANS, ANNEX_CBLAS_TRANS,
+              (int)b->nQuery, (int)n, (int)b->nDim, 1.0f, b->aQuery,
+              (int)b->nDim, aVec, (int)b->nDim, 0.0f, b->aDot, (int)n);
+    for (size_t q = 0; q < b->nQuery; q++) {
+      block_query(b, q, aVec, n, aValid, aAllowed, iFirstSlot, aRowid, b->aLo);
+    }
+    return;
   }
-#else
 #ifdef ANNEX_HAVE_OPENMP
 #pragma omp parallel num_threads(b->nThread)
 #endif
@@ -195,7 +193,6 @@ void annex_batch_block(annex_batch *b, const float *aVec, size_t n,
                   aLo);
     }
   }
-#endif
 }
 
 void annex_batch_finish(annex_batch *b) {

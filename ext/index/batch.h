@@ -2,8 +2,8 @@
 ** batch.h — exact k-NN for many float32 queries at once.
 **
 ** Distances of a block of queries against a block of stored vectors come
-** from one matrix product (cblas_sgemm when built with ANNEX_HAVE_BLAS, a
-** plain loop otherwise): |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, or the dot
+** from one matrix product (cblas_sgemm when a BLAS is found at run time,
+** see blas.h; the SIMD inner-product kernel otherwise): |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, or the dot
 ** product alone for ip and cosine. Those expanded distances carry rounding
 ** error, so they only decide which vectors can still enter a query's top k:
 ** each candidate is re-scored with the same kernel the single-query scan
@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blas.h"
 #include "distance.h"
 #include "topk.h"
 
@@ -38,6 +39,7 @@ typedef struct annex_batch {
   size_t nBlockMax;       /* most vectors per annex_batch_block call */
   const float *aQuery;    /* nQuery x nDim, row-major (borrowed) */
   annex_dist_fn xScore;   /* the single-query kernel */
+  annex_sgemm_fn xSgemm;  /* BLAS found at run time, or NULL */
   int nThread;            /* OpenMP threads for the per-query work */
   float *aQNorm;          /* per query: |q|^2 (l2, ip) or |q| (cosine) */
   float *aXNorm;          /* per vector of the block, same meaning */
