@@ -114,8 +114,18 @@ static int filter_fullscan(annex_cursor *c) {
 static int filter_rowid(annex_cursor *c, sqlite3_value *pVal) {
   int rc;
   int eType = sqlite3_value_numeric_type(pVal);
-  if (eType != SQLITE_INTEGER) return SQLITE_OK; /* matches nothing */
-  rc = fetch_row(c, sqlite3_value_int64(pVal));
+  sqlite3_int64 iRowid = sqlite3_value_int64(pVal);
+  if (eType == SQLITE_FLOAT) { /* rowid = 3.0 matches row 3, as in SQLite */
+    double r = sqlite3_value_double(pVal);
+    if (!(r >= -9223372036854775808.0 && r < 9223372036854775808.0)) {
+      return SQLITE_OK;
+    }
+    iRowid = (sqlite3_int64)r;
+    if ((double)iRowid != r) return SQLITE_OK; /* matches nothing */
+  } else if (eType != SQLITE_INTEGER) {
+    return SQLITE_OK; /* matches nothing */
+  }
+  rc = fetch_row(c, iRowid);
   if (rc == SQLITE_DONE) return SQLITE_OK;
   if (rc == SQLITE_OK) c->bEof = 0;
   return rc;
@@ -294,7 +304,9 @@ int annex_cursor_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   const annex_config *cfg = p->pConfig;
   int rc;
   if (i == p->iHiddenBase + ANNEX_HID_DISTANCE) {
-    if (c->ePlan == ANNEX_PLAN_KNN) {
+    /* An UPDATE through a k-NN query must not see the distance as a value
+    ** written to the column. */
+    if (c->ePlan == ANNEX_PLAN_KNN && !sqlite3_vtab_nochange(ctx)) {
       sqlite3_result_double(ctx, annex_score_to_distance(
                                      cfg->eMetric, c->aHit[c->iHit].score));
     }

@@ -29,7 +29,9 @@ static int is_filter(char cOp) {
   return (cOp >= 'a' && cOp <= 'k') || cOp == 'P' || cOp == 'Q';
 }
 
-/* Append one term's SQL; binds are collected in order into apBind. */
+/* Append one term's SQL; binds are collected in order into apBind, as
+** copies: sqlite3_vtab_in_next() reuses one value for every element, so a
+** pointer to an IN element is stale after the next call. */
 static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
                        sqlite3_value ***papBind, int *pnBind, int *pnAlloc) {
   char zCol[24];
@@ -53,7 +55,10 @@ static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
         *papBind = aNew;
         *pnAlloc = nNew;
       }
-      (*papBind)[(*pnBind)++] = pEl;
+      if (((*papBind)[*pnBind] = sqlite3_value_dup(pEl)) == NULL) {
+        return SQLITE_NOMEM;
+      }
+      (*pnBind)++;
       sqlite3_str_appendall(s, n++ ? ",?" : "?");
     }
     if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
@@ -68,7 +73,10 @@ static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
     *papBind = aNew;
     *pnAlloc = nNew;
   }
-  (*papBind)[(*pnBind)++] = v;
+  if (((*papBind)[*pnBind] = sqlite3_value_dup(v)) == NULL) {
+    return SQLITE_NOMEM;
+  }
+  (*pnBind)++;
   sqlite3_str_appendf(s, "%s %s ?", zCol, op_sql(t->cOp));
   return SQLITE_OK;
 }
@@ -131,6 +139,7 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
     rc = fill_bitmap(p, zSql, apBind, nBind, a, *pnSlots, pnAllowed);
   }
   sqlite3_free(zSql);
+  for (int i = 0; i < nBind; i++) sqlite3_value_free(apBind[i]);
   sqlite3_free(apBind);
   if (rc != SQLITE_OK) {
     sqlite3_free(a);

@@ -50,8 +50,13 @@ static char *declare_sql(const annex_table *p) {
   const annex_config *c = p->pConfig;
   sqlite3_str *s = sqlite3_str_new(NULL);
   sqlite3_str_appendall(s, "CREATE TABLE x(");
+  /* Metadata columns are declared with their type, so that SQLite's own
+  ** comparisons (full scans, rowid lookups) apply the same affinity as the
+  ** k-NN filters, which run on the typed columns of T_rows. */
   for (int i = 0; i < c->nCol; i++) {
-    sqlite3_str_appendf(s, "\"%w\", ", c->aCol[i].zName);
+    sqlite3_str_appendf(s, "\"%w\" %s, ", c->aCol[i].zName,
+                        c->aCol[i].eKind == ANNEX_COL_META ? c->aCol[i].zType
+                                                           : "");
   }
   sqlite3_str_appendf(s, "distance HIDDEN, k HIDDEN, \"%w\" HIDDEN)",
                       p->zName);
@@ -173,15 +178,32 @@ static int check_hidden_unset(annex_table *p, sqlite3_value **argv) {
   return SQLITE_OK;
 }
 
-/* A row with rowid iRowid exists: apply the statement's conflict policy. */
+/* Parse pVec as a vector of the table's column, only for its error. */
+static int check_vector(annex_table *p, sqlite3_value *pVec) {
+  const annex_config *c = p->pConfig;
+  char *zErr = NULL;
+  void *pBuf = sqlite3_malloc64(c->szVec);
+  int rc;
+  if (pBuf == NULL) return SQLITE_NOMEM;
+  rc = annex_vector_parse(pVec, c->eElem, c->nDim, c->aCol[c->iVecCol].zName,
+                          pBuf, &zErr);
+  if (rc == SQLITE_ERROR) annex_set_error(&p->base, "%s", zErr);
+  sqlite3_free(zErr);
+  sqlite3_free(pBuf);
+  return rc;
+}
+
+/* A row with rowid iRowid exists: apply the statement's conflict policy.
+** REPLACE checks the new vector (pVec, NULL if unchanged) before it deletes
+** the old row: a single-row statement has no statement journal, so a failure
+** after the delete would leave the row deleted. Under OR IGNORE the
+** constraint error is returned too: SQLite then skips the row without
+** counting it in sqlite3_changes(), which it would do for an SQLITE_OK. */
 static int resolve_conflict(annex_table *p, sqlite3_int64 iRowid,
-                            int *pbSkip) {
-  int eConflict = sqlite3_vtab_on_conflict(p->db);
-  *pbSkip = 0;
-  if (eConflict == SQLITE_REPLACE) return annex_storage_delete(p, iRowid);
-  if (eConflict == SQLITE_IGNORE) {
-    *pbSkip = 1;
-    return SQLITE_OK;
+                            sqlite3_value *pVec) {
+  if (sqlite3_vtab_on_conflict(p->db) == SQLITE_REPLACE) {
+    int rc = pVec ? check_vector(p, pVec) : SQLITE_OK;
+    return rc == SQLITE_OK ? annex_storage_delete(p, iRowid) : rc;
   }
   annex_set_error(&p->base, "UNIQUE constraint failed: %s.rowid", p->zName);
   return SQLITE_CONSTRAINT;
@@ -189,7 +211,7 @@ static int resolve_conflict(annex_table *p, sqlite3_int64 iRowid,
 
 static int do_insert(annex_table *p, sqlite3_value *pRowid,
                      sqlite3_value **apCol, sqlite3_int64 *piRowid) {
-  int rc = SQLITE_OK, bSkip = 0;
+  int rc = SQLITE_OK;
   if (sqlite3_value_type(pRowid) != SQLITE_NULL) {
     sqlite3_int64 iSlot;
     if (sqlite3_value_numeric_type(pRowid) != SQLITE_INTEGER) {
@@ -197,31 +219,35 @@ static int do_insert(annex_table *p, sqlite3_value *pRowid,
     }
     rc = annex_storage_locate(p, sqlite3_value_int64(pRowid), &iSlot);
     if (rc == SQLITE_OK) {
-      rc = resolve_conflict(p, sqlite3_value_int64(pRowid), &bSkip);
+      rc = resolve_conflict(p, sqlite3_value_int64(pRowid),
+                            apCol[p->pConfig->iVecCol]);
     } else if (rc == SQLITE_DONE) {
       rc = SQLITE_OK;
     }
   }
-  if (rc == SQLITE_OK && !bSkip) {
-    rc = annex_storage_insert(p, pRowid, apCol, piRowid);
-  }
+  if (rc == SQLITE_OK) rc = annex_storage_insert(p, pRowid, apCol, piRowid);
   return rc;
 }
 
 static int do_update(annex_table *p, sqlite3_int64 iOld, sqlite3_value *pNew,
                      sqlite3_value **apCol) {
   sqlite3_int64 iNew, iSlot;
-  int rc = SQLITE_OK, bSkip = 0;
+  int rc = SQLITE_OK;
   if (sqlite3_value_numeric_type(pNew) != SQLITE_INTEGER) {
     return annex_set_error(&p->base, "rowid must be an integer");
   }
   iNew = sqlite3_value_int64(pNew);
   if (iNew != iOld) {
     rc = annex_storage_locate(p, iNew, &iSlot);
-    if (rc == SQLITE_OK) rc = resolve_conflict(p, iNew, &bSkip);
-    else if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    if (rc == SQLITE_OK) {
+      sqlite3_value *pVec = apCol[p->pConfig->iVecCol];
+      if (sqlite3_value_nochange(pVec)) pVec = NULL;
+      rc = resolve_conflict(p, iNew, pVec);
+    } else if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+    }
   }
-  if (rc == SQLITE_OK && !bSkip) rc = annex_storage_update(p, iOld, iNew, apCol);
+  if (rc == SQLITE_OK) rc = annex_storage_update(p, iOld, iNew, apCol);
   return rc;
 }
 

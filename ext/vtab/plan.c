@@ -112,7 +112,10 @@ static void add_filters(plan_state *s) {
       use_term(s, i, sqlite3_vtab_in(pInfo, i, -1) ? 'P' : 'Q', -1);
     } else if (col >= 0 && col < c->nCol &&
                c->aCol[col].eKind == ANNEX_COL_META &&
-               (cOp = meta_op(pInfo, i)) != 0) {
+               (cOp = meta_op(pInfo, i)) != 0 &&
+               sqlite3_stricmp(sqlite3_vtab_collation(pInfo, i), "BINARY") ==
+                   0) {
+      /* (T_rows compares with BINARY: other collations stay with SQLite) */
       use_term(s, i, cOp, col);
     } else {
       s->bUnhandled = 1;
@@ -142,9 +145,13 @@ static int plan_knn(plan_state *s) {
     use_term(s, s->iRadius, bLe ? 'E' : 'D', -1);
   }
   add_filters(s);
-  /* LIMIT stands in for k only when every WHERE term is applied here:
-  ** otherwise SQLite would filter after us and return fewer rows. */
-  if (s->iK < 0 && s->iLimit >= 0 && !s->bUnhandled) {
+  /* LIMIT stands in for k only when every WHERE term is applied here
+  ** (otherwise SQLite would filter after us and return fewer rows) and the
+  ** rows are wanted in distance order: with ORDER BY rowid or distance DESC
+  ** (SQLite 3.41+ offers LIMIT with those too) the LIMIT applies after a
+  ** sort of every row. */
+  if (s->iK < 0 && s->iLimit >= 0 && !s->bUnhandled &&
+      (pInfo->nOrderBy == 0 || order_by_distance(s))) {
     use_term(s, s->iLimit, 'L', -1);
     if (s->iOffset >= 0) use_term(s, s->iOffset, 'F', -1);
   }

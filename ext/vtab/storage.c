@@ -353,6 +353,11 @@ int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
   if (sqlite3_step(s) == SQLITE_ROW) {
     *piSlot = sqlite3_column_int64(s, 0);
     rc = SQLITE_OK;
+    if (*piSlot < 0) { /* would index before the chunk's arrays */
+      annex_set_error(&p->base, "annex table %s: row %lld has slot %lld "
+                      "(database corrupt)", p->zName, iRowid, *piSlot);
+      rc = SQLITE_CORRUPT_VTAB;
+    }
   } else {
     rc = SQLITE_DONE;
   }
@@ -462,6 +467,7 @@ static int alloc_slot(annex_table *p, sqlite3_int64 *piSlot) {
   sqlite3_int64 n;
   int rc = annex_storage_slots(p, &n);
   if (rc != SQLITE_OK) return rc;
+  if (n == INT64_MAX) return SQLITE_CORRUPT_VTAB; /* no next slot */
   if (n % c->nChunk == 0) {
     sqlite3_stmt *s;
     rc = annex_storage_stmt(p, ANNEX_STMT_CHUNK_INSERT, &s);
@@ -727,8 +733,10 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
     return rc == SQLITE_OK ? SQLITE_DONE : rc;
   }
   iChunk = sqlite3_column_int64(it->pList, 0);
+  /* Bound the id before multiplying: a corrupt one may be huge. */
+  if (iChunk < 0 || iChunk > it->nSlots / c->nChunk) return SQLITE_CORRUPT_VTAB;
   nLeft = it->nSlots - iChunk * c->nChunk;
-  if (iChunk < 0 || nLeft <= 0) return SQLITE_CORRUPT_VTAB;
+  if (nLeft <= 0) return SQLITE_CORRUPT_VTAB;
   rc = iter_load(it, iChunk);
   if (rc != SQLITE_OK) return rc;
   pChunk->iChunk = iChunk;
