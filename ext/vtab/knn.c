@@ -141,6 +141,40 @@ static int score_into_all(knn_scan *s, const knn_slot *pSlot) {
   return rc;
 }
 
+/* Slots of pSlot that are live and allowed by the filter (bitmap bytes
+** line up with chunks: chunk sizes are multiples of 8). */
+static int count_wanted(const knn_scan *s, const knn_slot *pSlot) {
+  const unsigned char *aAllowed = s->q->aAllowed;
+  sqlite3_int64 iFirst = pSlot->iChunk * s->p->pConfig->nChunk;
+  int nByte = (pSlot->nSlot + 7) / 8, n = 0;
+  for (int i = 0; i < nByte && (iFirst >> 3) + i < (s->q->nAllowedSlots + 7) / 8;
+       i++) {
+    n += __builtin_popcount(pSlot->aValid[i] & aAllowed[(iFirst >> 3) + i]);
+  }
+  return n;
+}
+
+/* Read a chunk's vectors: in one run, or, when a filter leaves few of them
+** (under a quarter), one by one so the others are never read. Unread
+** slots keep stale bytes; the scan skips them by the same bitmaps. */
+static int read_vectors(const knn_scan *s, annex_chunk_iter *it,
+                        knn_slot *pSlot) {
+  const annex_config *c = s->p->pConfig;
+  sqlite3_int64 iFirst = pSlot->iChunk * c->nChunk;
+  int rc = SQLITE_OK;
+  if (s->q->aAllowed == NULL || 4 * count_wanted(s, pSlot) >= pSlot->nSlot) {
+    return annex_chunk_iter_vectors(it, 0, pSlot->nSlot, pSlot->pVec);
+  }
+  for (int i = 0; i < pSlot->nSlot && rc == SQLITE_OK; i++) {
+    if (!annex_bit_get(pSlot->aValid, i)) continue;
+    if (iFirst + i >= s->q->nAllowedSlots) break;
+    if (!annex_bit_get(s->q->aAllowed, iFirst + i)) continue;
+    rc = annex_chunk_iter_vectors(it, i, 1,
+                                  (char *)pSlot->pVec + c->szVec * (size_t)i);
+  }
+  return rc;
+}
+
 /* Read the next chunk that has allowed rows into pSlot; *pn is 1 if one
 ** was read, else 0. SQLITE_DONE once the iterator is exhausted. */
 static int load_group(knn_scan *s, annex_chunk_iter *it, knn_slot *pSlot,
@@ -158,7 +192,7 @@ static int load_group(knn_scan *s, annex_chunk_iter *it, knn_slot *pSlot,
   pSlot->nSlot = ch.nSlot;
   memcpy(pSlot->aValid, ch.aValid, annex_chunk_valid_bytes(c));
   memcpy(pSlot->aRowid, ch.aRowid, 8 * (size_t)ch.nSlot);
-  rc = annex_chunk_iter_vectors(it, 0, ch.nSlot, pSlot->pVec);
+  rc = read_vectors(s, it, pSlot);
   if (rc == SQLITE_OK) *pn = 1;
   return rc;
 }
