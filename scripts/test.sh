@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# test.sh — build annex and run every test: the release build, then the
-# whole suite again under AddressSanitizer + UBSan. Exits non-zero when any
-# test fails. Run from anywhere; builds into build/ and build-asan/.
+# test.sh — build annex and run every test: the release build, the whole
+# suite again under AddressSanitizer + UBSan, and (on x86-64) once more
+# cross-built for ARM64 under qemu. Exits non-zero when any test fails. Run
+# from anywhere; builds into build/, build-asan/ and build-arm64/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,4 +27,11 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANNEX_SANITIZE=ON \
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j "$jobs")
+# The NEON kernels and the whole suite again, cross-built for ARM64 and run
+# under qemu-aarch64 (about 1-4 minutes). ANNEX_TEST_ARM64=0 skips it; an
+# ARM64 host has already run the suite natively above.
+if [ "${ANNEX_TEST_ARM64:-1}" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
+  echo "== ARM64 (NEON) cross build, every test under qemu-aarch64"
+  scripts/test-arm64.sh
+fi
 echo "all tests passed"
