@@ -341,8 +341,8 @@ static sqlite3_int64 info_int(sqlite3 *db, const char *zTab,
 
 static int count_shadow(sqlite3 *db, const char *zTab) {
   return (int)st_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                         "('%q_config', '%q_rows', '%q_chunks')",
-                     zTab, zTab, zTab);
+                         "('%q_config', '%q_rows', '%q_chunks', '%q_dict')",
+                     zTab, zTab, zTab, zTab);
 }
 
 /* A file database; fsync is skipped (the tests do not crash the machine). */
@@ -1650,7 +1650,7 @@ static void test_schema_changes_rolled_back(void **state) {
   st_exec(db, "BEGIN; ALTER TABLE docs RENAME TO d2; "
               "INSERT INTO d2(embedding) VALUES('[1,1,1,1]'); ROLLBACK");
   assert_int_equal(count_shadow(db, "d2"), 0);
-  assert_int_equal(count_shadow(db, "docs"), 3);
+  assert_int_equal(count_shadow(db, "docs"), 4);
   st_assert_unchanged(db, "docs", pSnap);
   st_exec(db, "BEGIN; CREATE VIRTUAL TABLE t3 USING annex(e int8[2]); "
               "INSERT INTO t3(e) VALUES('[1,2]'); ROLLBACK");
@@ -1680,7 +1680,7 @@ static void test_quoted_table_names(void **state) {
   st_integrity_ok(db, "my \"odd\" docs");
   assert_int_equal(info_int(db, "my \"odd\" docs", "rows"), 30);
   st_exec(db, "ALTER TABLE \"my \"\"odd\"\" docs\" RENAME TO \"it's\"");
-  assert_int_equal(count_shadow(db, "it's"), 3);
+  assert_int_equal(count_shadow(db, "it's"), 4);
   model_verify(db, "it's", &md);
   gen_vec(&md, q);
   zSql = sqlite3_mprintf("SELECT rowid, distance FROM \"it's\" WHERE "
@@ -2492,11 +2492,11 @@ static void test_drop_and_rename(void **state) {
   model_init(&md, ST_FLOAT, ST_L2, 8);
   create_table(db, "docs", "float[8]", 8);
   fill(db, "docs", &md, 60, 1, 1, 2);
-  assert_int_equal(count_shadow(db, "docs"), 3);
+  assert_int_equal(count_shadow(db, "docs"), 4);
 
   st_exec(db, "ALTER TABLE docs RENAME TO papers");
   assert_int_equal(count_shadow(db, "docs"), 0);
-  assert_int_equal(count_shadow(db, "papers"), 3);
+  assert_int_equal(count_shadow(db, "papers"), 4);
   st_expect_error(db, 0, "no such table", "SELECT * FROM docs");
   model_verify(db, "papers", &md);
   gen_vec(&md, q);
@@ -2558,7 +2558,7 @@ static void test_attached_schema(void **state) {
     sqlite3_finalize(s);
   }
   assert_int_equal(st_int(db, "SELECT count(*) FROM aux.sqlite_master WHERE "
-                              "name LIKE 'docs_%%'"), 3);
+                              "name LIKE 'docs_%%'"), 4);
   assert_int_equal(st_int(db, "SELECT count(*) FROM aux.docs"), 40);
   assert_int_equal(st_int(db, "SELECT count(*) FROM main.docs"), 1);
   gen_vec(&md, q);
@@ -2582,7 +2582,7 @@ static void test_attached_schema(void **state) {
   st_integrity_ok(db, "docs");
   st_exec(db, "DROP TABLE aux.docs");
   assert_int_equal(st_int(db, "SELECT count(*) FROM aux.sqlite_master"), 0);
-  assert_int_equal(count_shadow(db, "docs"), 3);
+  assert_int_equal(count_shadow(db, "docs"), 4);
   model_free(&md);
   st_close(db);
 }

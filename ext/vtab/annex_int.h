@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT3
 #include "../index/distance.h"
 #include "../index/topk.h"
 #include "../index/threads.h"
+#include "../index/metafilter.h"
 
 #define ANNEX_VERSION "0.1.0"
 
@@ -57,6 +58,7 @@ typedef struct annex_column {
   char *zName;          /* column name as the user wrote it (owned) */
   char *zType;          /* declared type: TEXT/INTEGER/REAL/"" (owned) */
   annex_col_kind eKind; /* what the column is */
+  int iMeta;            /* index among metadata columns, or -1 */
 } annex_column;
 
 typedef struct annex_config {
@@ -66,6 +68,7 @@ typedef struct annex_config {
   annex_elem eElem;     /* element type of the vector column */
   annex_metric eMetric; /* distance metric */
   int nDim;             /* dimensions of the vector column */
+  int nMeta;            /* metadata columns (compact copies in chunks) */
   size_t szVec;         /* bytes per stored vector */
   annex_index_kind eIndex; /* index kind */
   int nChunk;           /* vectors per chunk (power of two) */
@@ -123,6 +126,8 @@ typedef enum annex_stmt_id {
   ANNEX_STMT_ROWS_FETCH,
   ANNEX_STMT_CHUNK_INSERT,
   ANNEX_STMT_CHUNK_DELETE,
+  ANNEX_STMT_DICT_GET,
+  ANNEX_STMT_DICT_PUT,
   ANNEX_STMT_COUNT
 } annex_stmt_id;
 
@@ -137,9 +142,11 @@ void annex_storage_reset_blobs(annex_table *p);
 void annex_storage_end_txn(annex_table *p);  /* forget per-txn caches */
 int annex_storage_bump_counter(annex_table *p);
 
-/* Chunk blob geometry: [valid bitmap][rowids int64 LE][vectors]. */
+/* Chunk blob geometry: [valid bitmap][rowids int64 LE][metadata][vectors]
+** (storage.c documents it; metafilter.h the metadata region). */
 size_t annex_chunk_valid_bytes(const annex_config *c);
 size_t annex_chunk_rowid_offset(const annex_config *c);
+size_t annex_chunk_meta_offset(const annex_config *c);
 size_t annex_chunk_vector_offset(const annex_config *c);
 size_t annex_chunk_bytes(const annex_config *c);
 
@@ -157,6 +164,12 @@ int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
 int annex_storage_read_vector(annex_table *p, sqlite3_int64 iSlot, void *out);
 /* Total slots ever allocated (the global slot counter). */
 int annex_storage_slots(annex_table *p, sqlite3_int64 *pn);
+/* The compact form of a value of metadata column iCol (metafilter.h). A
+** text gets its dictionary id, added to T_dict when bCreate; without
+** bCreate an unknown text gets id -1, which equals no stored text. */
+int annex_meta_encode(annex_table *p, int iCol, sqlite3_value *v, int bCreate,
+                      annex_mvalue *pOut);
+
 /* Config value as integer; SQLITE_CORRUPT_VTAB if absent or not integer. */
 int annex_storage_config_int(annex_table *p, const char *zKey,
                              sqlite3_int64 *pv);
@@ -168,6 +181,7 @@ typedef struct annex_chunk {
   int nSlot;                   /* slots allocated in this chunk */
   const unsigned char *aValid; /* validity bitmap (nChunk bits) */
   const int64_t *aRowid;       /* rowid of every slot */
+  const unsigned char *pMeta;  /* compact metadata region (metafilter.h) */
 } annex_chunk;
 int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp);
 /* SQLITE_ROW with *pChunk filled, SQLITE_DONE at the end, or an error. */
@@ -257,9 +271,14 @@ typedef struct annex_knn_query {
   double rRadius;         /* distance bound */
   int bRadiusInclusive;   /* <= rather than < */
   const unsigned char *aAllowed; /* global-slot bitmap, or NULL = all */
+  const annex_mfilter *pFilter;  /* compact-metadata filter, or NULL */
   sqlite3_int64 nAllowedSlots;   /* bits in aAllowed */
   sqlite3_int64 nAllowed;        /* set bits in aAllowed */
 } annex_knn_query;
+
+/* knn_exact's answer when pFilter met a value it cannot judge: the caller
+** evaluates the filter with SQL (annex_filter_build) and runs again. */
+#define ANNEX_NEED_SQL_FILTER (SQLITE_INTERNAL | (77 << 8))
 
 /* Runs the query. With k > 0, *paRes holds the best k sorted by (distance,
 ** rowid); with k == 0, every hit, unsorted (see annex_hits_select). */
@@ -278,6 +297,13 @@ int annex_knn_exact(annex_table *p, const annex_knn_query *q,
 int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
                        sqlite3_value **argv, unsigned char **paAllowed,
                        sqlite3_int64 *pnSlots, sqlite3_int64 *pnAllowed);
+
+/* Compile the metadata and rowid terms into a compact-metadata filter.
+** *ppOut is NULL when no term filters, or when a term needs SQL (a text
+** range, a BLOB constant): then use annex_filter_build. */
+int annex_filter_compile(annex_table *p, const annex_term *aTerm, int nTerm,
+                         sqlite3_value **argv, annex_mfilter **ppOut);
+void annex_filter_free(annex_mfilter *f);
 
 /**************************************************************************
 ** commands.c — INSERT INTO t(t) VALUES('command').

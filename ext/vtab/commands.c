@@ -1,9 +1,11 @@
 /*
 ** commands.c — FTS5-style commands: INSERT INTO t(t) VALUES('command').
 **
-**   integrity-check   verify that the shadow tables agree with each other;
-**                     the first problem found is reported as an error
-**                     (SQLITE_CORRUPT_VTAB) naming the chunk, slot or row.
+**   integrity-check   verify that the shadow tables agree with each other
+**                     (slots, rowids, valid bits, and each slot's compact
+**                     metadata against T_rows); the first problem found is
+**                     reported as an error (SQLITE_CORRUPT_VTAB) naming the
+**                     chunk, slot or row.
 */
 #include "annex_int.h"
 #include "../index/flat.h"
@@ -23,20 +25,64 @@ static int corrupt(annex_table *p, const char *zFmt, ...) {
   return SQLITE_CORRUPT_VTAB;
 }
 
-/* Row iRowid must exist and point at global slot iSlot. */
-static int check_slot(annex_table *p, sqlite3_int64 iChunk, int iPos,
+/* The compact metadata of slot iPos must equal what T_rows holds. pRow is
+** positioned on the row: column 0 is its slot, then the non-vector user
+** columns in order. */
+static int check_meta(annex_table *p, const annex_chunk *ch, int iPos,
+                      sqlite3_stmt *pRow) {
+  const annex_config *c = p->pConfig;
+  int rc = SQLITE_OK, iStmt = 1;
+  for (int i = 0; i < c->nCol && rc == SQLITE_OK; i++) {
+    annex_mvalue want, got;
+    const unsigned char *pV;
+    uint64_t u = 0;
+    int m = c->aCol[i].iMeta;
+    if (c->aCol[i].eKind == ANNEX_COL_VECTOR) continue;
+    if (m < 0) {
+      iStmt++;
+      continue;
+    }
+    rc = annex_meta_encode(p, i, sqlite3_column_value(pRow, iStmt++), 0,
+                           &want);
+    if (rc != SQLITE_OK) break;
+    got.tag = ch->pMeta[annex_meta_tags_offset(m, c->nChunk) + (size_t)iPos];
+    pV = ch->pMeta + annex_meta_values_offset(m, c->nChunk) + 8 * (size_t)iPos;
+    for (int b = 7; b >= 0; b--) u = (u << 8) | pV[b];
+    got.v = (int64_t)u;
+    if (got.tag != want.tag || (want.tag != ANNEX_MT_BLOB && got.v != want.v)) {
+      return corrupt(p, "chunk %lld slot %d: the compact copy of column %s "
+                     "does not match %s_rows", ch->iChunk, iPos,
+                     c->aCol[i].zName, p->zName);
+    }
+  }
+  return rc;
+}
+
+/* Row iRowid must exist, point at the slot, and match its compact
+** metadata. */
+static int check_slot(annex_table *p, const annex_chunk *ch, int iPos,
                       sqlite3_int64 iRowid) {
-  sqlite3_int64 iSlot = iChunk * p->pConfig->nChunk + iPos, iGot;
-  int rc = annex_storage_locate(p, iRowid, &iGot);
-  if (rc == SQLITE_DONE) {
-    return corrupt(p, "chunk %lld slot %d holds rowid %lld, which is not in "
-                   "%s_rows", iChunk, iPos, iRowid, p->zName);
+  sqlite3_int64 iSlot = ch->iChunk * p->pConfig->nChunk + iPos, iGot;
+  sqlite3_stmt *pRow;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_FETCH, &pRow);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_int64(pRow, 1, iRowid);
+  if (sqlite3_step(pRow) != SQLITE_ROW) {
+    rc = sqlite3_reset(pRow);
+    return rc != SQLITE_OK ? rc
+                           : corrupt(p, "chunk %lld slot %d holds rowid %lld, "
+                                     "which is not in %s_rows", ch->iChunk,
+                                     iPos, iRowid, p->zName);
   }
-  if (rc == SQLITE_OK && iGot != iSlot) {
-    return corrupt(p, "chunk %lld slot %d holds rowid %lld, but %s_rows puts "
-                   "that row in slot %lld", iChunk, iPos, iRowid, p->zName,
-                   iGot);
+  iGot = sqlite3_column_int64(pRow, 0);
+  if (iGot != iSlot) {
+    rc = corrupt(p, "chunk %lld slot %d holds rowid %lld, but %s_rows puts "
+                 "that row in slot %lld", ch->iChunk, iPos, iRowid, p->zName,
+                 iGot);
+  } else {
+    rc = check_meta(p, ch, iPos, pRow);
   }
+  sqlite3_reset(pRow);
   return rc;
 }
 
@@ -51,7 +97,7 @@ static int check_chunk(annex_table *p, const annex_chunk *ch,
                      "were allocated", ch->iChunk, i, ch->nSlot);
     }
     (*pnLive)++;
-    rc = check_slot(p, ch->iChunk, i, ch->aRowid[i]);
+    rc = check_slot(p, ch, i, ch->aRowid[i]);
   }
   return rc;
 }

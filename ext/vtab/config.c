@@ -218,11 +218,13 @@ static int settle_chunk_size(annex_config *p, int bExplicit, char **pzErr) {
   p->szVec = annex_vector_bytes(p->eElem, (size_t)p->nDim);
   if (!bExplicit) {
     while (p->nChunk > ANNEX_CHUNK_MIN &&
-           p->szVec * (size_t)p->nChunk > ANNEX_CHUNK_TARGET_BYTES) {
+           (p->szVec + 9 * (size_t)p->nMeta) * (size_t)p->nChunk >
+               ANNEX_CHUNK_TARGET_BYTES) {
       p->nChunk /= 2;
     }
   }
-  if (p->szVec * (size_t)p->nChunk > ANNEX_CHUNK_MAX_BYTES) {
+  if ((p->szVec + 9 * (size_t)p->nMeta) * (size_t)p->nChunk >
+      ANNEX_CHUNK_MAX_BYTES) {
     *pzErr = sqlite3_mprintf("chunk_size=%d is too large for %s[%d] vectors "
                              "(a chunk may hold at most %d MiB)", p->nChunk,
                              annex_elem_name(p->eElem), p->nDim,
@@ -292,6 +294,7 @@ static int add_column(annex_config *p, char *zName, const char *zType,
   aNew[p->nCol].zName = zName;
   aNew[p->nCol].zType = sqlite3_mprintf("%s", zType);
   aNew[p->nCol].eKind = eKind;
+  aNew[p->nCol].iMeta = eKind == ANNEX_COL_META ? p->nMeta++ : -1;
   p->nCol++;
   return aNew[p->nCol - 1].zType ? SQLITE_OK : SQLITE_NOMEM;
 }

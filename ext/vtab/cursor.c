@@ -208,14 +208,26 @@ static int filter_knn(annex_cursor *c, const annex_term *aTerm, int nTerm,
   unsigned char *aAllowed = NULL;
   int bEmpty = 0;
   int rc;
+  annex_mfilter *pFilter = NULL;
   memset(&q, 0, sizeof(q));
   rc = knn_args(c, aTerm, nTerm, argv, &q, &bEmpty);
   if (rc != SQLITE_OK || bEmpty) return rc;
+  /* Filters run on the chunks' compact metadata when they can; otherwise
+  ** (or when a chunk holds a value that needs its bytes) through SQL. */
+  rc = annex_filter_compile(p, aTerm, nTerm, argv, &pFilter);
+  if (rc == SQLITE_OK && pFilter) {
+    q.pFilter = pFilter;
+    rc = annex_knn_exact(p, &q, &c->aHit, &c->nHit);
+    annex_filter_free(pFilter);
+    q.pFilter = NULL;
+    if (rc != ANNEX_NEED_SQL_FILTER) goto done;
+  }
   rc = annex_filter_build(p, aTerm, nTerm, argv, &aAllowed, &q.nAllowedSlots,
                           &q.nAllowed);
   q.aAllowed = aAllowed;
   if (rc == SQLITE_OK) rc = annex_knn_exact(p, &q, &c->aHit, &c->nHit);
   sqlite3_free(aAllowed);
+done:
   if (rc == SQLITE_OK) {
     c->nSorted = q.k > 0 ? c->nHit : 0;
     c->bEof = c->nHit == 0;

@@ -139,7 +139,7 @@ static int add_text(info_cursor *c, sqlite3 *db, const char *zKey,
 /* Bytes of each shadow table, when dbstat is compiled in. */
 static int add_sizes(info_cursor *c, sqlite3 *db, const char *zDb,
                      const char *zTab) {
-  static const char *azSuffix[] = {"config", "rows", "chunks"};
+  static const char *azSuffix[] = {"config", "rows", "chunks", "dict"};
   sqlite3_stmt *s = NULL;
   if (sqlite3_prepare_v2(db, "SELECT 1 FROM dbstat LIMIT 0", -1, &s, 0) !=
       SQLITE_OK) {
@@ -147,7 +147,7 @@ static int add_sizes(info_cursor *c, sqlite3 *db, const char *zDb,
     return add_text(c, db, "bytes", "unknown: SQLite built without dbstat");
   }
   sqlite3_finalize(s);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     int rc = add_query(c, db, sqlite3_mprintf(
         "SELECT 'bytes_%s', coalesce(sum(pgsize), 0) FROM dbstat(%Q) "
         "WHERE name = '%q_%s'", azSuffix[i], zDb, zTab, azSuffix[i]));

@@ -71,23 +71,6 @@ static int hit_vec_push(hit_vec *v, const annex_hit *h) {
   return SQLITE_OK;
 }
 
-/* 1 if any slot of chunk (slots iFirst..iFirst+n-1) is allowed. */
-static int chunk_has_allowed(const annex_knn_query *q, sqlite3_int64 iFirst,
-                             int n) {
-  sqlite3_int64 iEnd = iFirst + n;
-  if (q->aAllowed == NULL) return 1;
-  if (iFirst >= q->nAllowedSlots) return 0;
-  if (iEnd > q->nAllowedSlots) iEnd = q->nAllowedSlots;
-  for (sqlite3_int64 i = iFirst; i < iEnd; i++) {
-    if ((i & 7) == 0 && i + 8 <= iEnd && q->aAllowed[i >> 3] == 0) {
-      i += 7;
-      continue;
-    }
-    if (annex_bit_get(q->aAllowed, i)) return 1;
-  }
-  return 0;
-}
-
 static int within_radius(const annex_knn_query *q, annex_metric m, float s) {
   double d;
   if (!q->bRadius) return 1;
@@ -105,13 +88,10 @@ static size_t score_slot(const knn_scan *s, knn_worker *w,
   float fBound = INFINITY;
   b.pVectors = pSlot->pVec;
   b.n = (size_t)pSlot->nSlot;
-  b.aValid = pSlot->aValid;
-  b.aAllowed = s->q->aAllowed;
+  b.aValid = pSlot->aValid; /* live and allowed by the filter */
+  b.aAllowed = NULL;
   b.iFirstSlot = pSlot->iChunk * c->nChunk;
   b.aRowid = pSlot->aRowid;
-  if (s->q->aAllowed && b.iFirstSlot + (int64_t)b.n > s->q->nAllowedSlots) {
-    b.n = (size_t)(s->q->nAllowedSlots - b.iFirstSlot);
-  }
   if (s->q->k > 0 && annex_topk_full(&w->heap)) fBound = w->heap.a[0].score;
   return annex_flat_block_scan(&b, c->eElem, c->eMetric, s->q->pQuery,
                                (size_t)c->nDim, fBound, w->aScore, w->aCand);
@@ -141,58 +121,72 @@ static int score_into_all(knn_scan *s, const knn_slot *pSlot) {
   return rc;
 }
 
-/* Slots of pSlot that are live and allowed by the filter (bitmap bytes
-** line up with chunks: chunk sizes are multiples of 8). */
-static int count_wanted(const knn_scan *s, const knn_slot *pSlot) {
-  const unsigned char *aAllowed = s->q->aAllowed;
-  sqlite3_int64 iFirst = pSlot->iChunk * s->p->pConfig->nChunk;
-  int nByte = (pSlot->nSlot + 7) / 8, n = 0;
-  for (int i = 0; i < nByte && (iFirst >> 3) + i < (s->q->nAllowedSlots + 7) / 8;
-       i++) {
-    n += __builtin_popcount(pSlot->aValid[i] & aAllowed[(iFirst >> 3) + i]);
+/* The slots of a chunk the query wants: live, and allowed by the filter
+** (compiled, evaluated here on the chunk's compact metadata; or a bitmap
+** of global slots from SQL), into pSlot->aValid. Returns how many, or -1
+** when the compiled filter cannot decide (ANNEX_NEED_SQL_FILTER). */
+static int wanted_slots(const knn_scan *s, const annex_chunk *ch,
+                        knn_slot *pSlot) {
+  const annex_config *c = s->p->pConfig;
+  const annex_knn_query *q = s->q;
+  sqlite3_int64 iFirst = ch->iChunk * c->nChunk;
+  int nByte = (ch->nSlot + 7) / 8, n = 0;
+  unsigned char *a = pSlot->aValid;
+  if (q->pFilter) {
+    if (annex_mfilter_eval(q->pFilter, ch->pMeta, c->nChunk, ch->aRowid,
+                           ch->nSlot, a) != 0) {
+      return -1;
+    }
+  } else {
+    memset(a, 0xff, (size_t)nByte);
+  }
+  for (int i = 0; i < nByte; i++) {
+    a[i] &= ch->aValid[i];
+    if (q->aAllowed) { /* chunk sizes are multiples of 8: bytes line up */
+      sqlite3_int64 iByte = (iFirst >> 3) + i;
+      a[i] &= iByte < (q->nAllowedSlots + 7) / 8 ? q->aAllowed[iByte] : 0;
+    }
+    if (ch->nSlot - 8 * i < 8) a[i] &= (unsigned char)((1u << (ch->nSlot & 7)) - 1);
+    n += __builtin_popcount(a[i]);
   }
   return n;
 }
 
-/* Read a chunk's vectors: in one run, or, when a filter leaves few of them
-** (under a quarter), one by one so the others are never read. Unread
-** slots keep stale bytes; the scan skips them by the same bitmaps. */
+/* Read a chunk's vectors: in one run, or, when few are wanted (under a
+** quarter), one by one so the others are never read. Unread slots keep
+** stale bytes; the scan skips them by the same bitmap. */
 static int read_vectors(const knn_scan *s, annex_chunk_iter *it,
-                        knn_slot *pSlot) {
+                        knn_slot *pSlot, int nWanted) {
   const annex_config *c = s->p->pConfig;
-  sqlite3_int64 iFirst = pSlot->iChunk * c->nChunk;
   int rc = SQLITE_OK;
-  if (s->q->aAllowed == NULL || 4 * count_wanted(s, pSlot) >= pSlot->nSlot) {
+  if (4 * nWanted >= pSlot->nSlot) {
     return annex_chunk_iter_vectors(it, 0, pSlot->nSlot, pSlot->pVec);
   }
   for (int i = 0; i < pSlot->nSlot && rc == SQLITE_OK; i++) {
     if (!annex_bit_get(pSlot->aValid, i)) continue;
-    if (iFirst + i >= s->q->nAllowedSlots) break;
-    if (!annex_bit_get(s->q->aAllowed, iFirst + i)) continue;
     rc = annex_chunk_iter_vectors(it, i, 1,
                                   (char *)pSlot->pVec + c->szVec * (size_t)i);
   }
   return rc;
 }
 
-/* Read the next chunk that has allowed rows into pSlot; *pn is 1 if one
-** was read, else 0. SQLITE_DONE once the iterator is exhausted. */
+/* Read the next chunk with wanted rows into pSlot; *pn is 1 if one was
+** read, else 0. SQLITE_DONE once the iterator is exhausted. */
 static int load_group(knn_scan *s, annex_chunk_iter *it, knn_slot *pSlot,
                       int *pn) {
-  const annex_config *c = s->p->pConfig;
   annex_chunk ch;
-  int rc;
+  int rc, nWanted = 0;
   *pn = 0;
-  for (;;) {
+  while (nWanted == 0) {
     rc = annex_chunk_iter_next(it, &ch);
     if (rc != SQLITE_ROW) return rc;
-    if (chunk_has_allowed(s->q, ch.iChunk * c->nChunk, ch.nSlot)) break;
+    nWanted = wanted_slots(s, &ch, pSlot);
+    if (nWanted < 0) return ANNEX_NEED_SQL_FILTER;
   }
   pSlot->iChunk = ch.iChunk;
   pSlot->nSlot = ch.nSlot;
-  memcpy(pSlot->aValid, ch.aValid, annex_chunk_valid_bytes(c));
   memcpy(pSlot->aRowid, ch.aRowid, 8 * (size_t)ch.nSlot);
-  rc = read_vectors(s, it, pSlot);
+  rc = read_vectors(s, it, pSlot, nWanted);
   if (rc == SQLITE_OK) *pn = 1;
   return rc;
 }

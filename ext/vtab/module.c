@@ -332,7 +332,7 @@ static int annex_rename(sqlite3_vtab *pVtab, const char *zNew) {
 }
 
 static int annex_shadow_name(const char *zSuffix) {
-  static const char *azShadow[] = {"config", "rows", "chunks"};
+  static const char *azShadow[] = {"config", "rows", "chunks", "dict"};
   for (size_t i = 0; i < sizeof(azShadow) / sizeof(azShadow[0]); i++) {
     if (sqlite3_stricmp(zSuffix, azShadow[i]) == 0) return 1;
   }

@@ -17,6 +17,7 @@
 **   Q rowid =   P rowid IN (all values at once)
 **   metadata: a =  b >  c <=  d <  e >=  f !=  g IS NULL  h IS NOT NULL
 **             i IN (all values at once)  j IS  k IS NOT
+**   rowid ranges and != use b..f with col -1
 */
 #include "annex_int.h"
 
@@ -110,6 +111,8 @@ static void add_filters(plan_state *s) {
     }
     if (col < 0 && pc->op == SQLITE_INDEX_CONSTRAINT_EQ) {
       use_term(s, i, sqlite3_vtab_in(pInfo, i, -1) ? 'P' : 'Q', -1);
+    } else if (col < 0 && (cOp = meta_op(pInfo, i)) >= 'b' && cOp <= 'f') {
+      use_term(s, i, cOp, -1); /* rowid range or != */
     } else if (col >= 0 && col < c->nCol &&
                c->aCol[col].eKind == ANNEX_COL_META &&
                (cOp = meta_op(pInfo, i)) != 0 &&

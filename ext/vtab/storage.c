@@ -27,14 +27,26 @@
 **         valid    chunk_size/8 bytes: bit (i%8) of byte (i/8) is set when
 **                  slot i holds a live row
 **         rowids   chunk_size x int64, little-endian: the rowid in each slot
+**         metadata for each metadata column M (declaration order among the
+**                  metadata columns): chunk_size tag bytes, then
+**                  chunk_size x 8-byte little-endian values: the compact
+**                  copy of the slot's value of M that filtered scans read
+**                  (tag 0 NULL; 1 integer, value int64; 2 real, value the
+**                  IEEE double's bits; 3 text, value its id in T_dict;
+**                  4 blob, value 0); see ext/index/metafilter.h
 **         vectors  chunk_size x vector bytes (dims*4 for float, dims for
 **                  int8, dims/8 for bit), in slot order
 **       A chunk is created zero-filled when its first slot is allocated and
 **       deleted when every one of its slots was allocated and then freed.
 **
+**   T_dict(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)
+**       every distinct text value ever stored in a metadata column, so the
+**       chunks can hold a fixed-size id in its place. Ids are never reused.
+**
 ** Invariants (checked by 'integrity-check'): every T_rows row's slot is
 ** below `slots`, its chunk exists, its valid bit is set and its rowid is in
-** the rowids array; every set valid bit is matched by exactly one T_rows row.
+** the rowids array; every set valid bit is matched by exactly one T_rows row;
+** every live slot's compact metadata equals its T_rows values.
 **
 ** Writes go through the user's transaction, so SQLite's journal makes them
 ** atomic. Write blob handles are opened and closed within one xUpdate: an
@@ -51,8 +63,11 @@ size_t annex_chunk_valid_bytes(const annex_config *c) {
 size_t annex_chunk_rowid_offset(const annex_config *c) {
   return annex_chunk_valid_bytes(c);
 }
-size_t annex_chunk_vector_offset(const annex_config *c) {
+size_t annex_chunk_meta_offset(const annex_config *c) {
   return annex_chunk_rowid_offset(c) + 8 * (size_t)c->nChunk;
+}
+size_t annex_chunk_vector_offset(const annex_config *c) {
+  return annex_chunk_meta_offset(c) + 9 * (size_t)c->nMeta * (size_t)c->nChunk;
 }
 size_t annex_chunk_bytes(const annex_config *c) {
   return annex_chunk_vector_offset(c) + c->szVec * (size_t)c->nChunk;
@@ -64,6 +79,18 @@ static char *column_list(const annex_config *c) {
   for (int i = 0; i < c->nCol; i++) {
     if (c->aCol[i].eKind != ANNEX_COL_VECTOR) {
       sqlite3_str_appendf(s, ", c%d", i);
+    }
+  }
+  return annex_str_finish(s);
+}
+
+/* " RETURNING cI, ..." over the metadata columns, or "" without any. */
+static char *returning_meta(const annex_config *c) {
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  int n = 0;
+  for (int i = 0; i < c->nCol; i++) {
+    if (c->aCol[i].eKind == ANNEX_COL_META) {
+      sqlite3_str_appendf(s, "%sc%d", n++ ? ", " : " RETURNING ", i);
     }
   }
   return annex_str_finish(s);
@@ -91,11 +118,14 @@ static char *stmt_sql(annex_table *p, annex_stmt_id id) {
       }
       {
         char *zVals = annex_str_finish(s);
-        if (zCols && zVals) {
+        char *zRet = returning_meta(c);
+        if (zCols && zVals && zRet) {
           zSql = sqlite3_mprintf("INSERT INTO \"%w\".\"%w_rows\"(rowid, slot%s)"
-                                 " VALUES(?1, ?2%s)", zDb, zT, zCols, zVals);
+                                 " VALUES(?1, ?2%s)%s", zDb, zT, zCols, zVals,
+                                 zRet);
         }
         sqlite3_free(zVals);
+        sqlite3_free(zRet);
       }
       sqlite3_free(zCols);
       return zSql;
@@ -117,6 +147,9 @@ static char *stmt_sql(annex_table *p, annex_stmt_id id) {
         }
       }
       sqlite3_str_appendall(s, " WHERE rowid=?1");
+      zCols = returning_meta(c);
+      if (zCols) sqlite3_str_appendall(s, zCols);
+      sqlite3_free(zCols);
       return annex_str_finish(s);
     }
     case ANNEX_STMT_ROWS_REKEY:
@@ -136,6 +169,12 @@ static char *stmt_sql(annex_table *p, annex_stmt_id id) {
     case ANNEX_STMT_CHUNK_DELETE:
       return sqlite3_mprintf("DELETE FROM \"%w\".\"%w_chunks\" WHERE chunk=?",
                              zDb, zT);
+    case ANNEX_STMT_DICT_GET:
+      return sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_dict\" WHERE "
+                             "value=?", zDb, zT);
+    case ANNEX_STMT_DICT_PUT:
+      return sqlite3_mprintf("INSERT INTO \"%w\".\"%w_dict\"(value) "
+                             "VALUES(?)", zDb, zT);
     case ANNEX_STMT_COUNT:
       break;
   }
@@ -255,8 +294,11 @@ int annex_storage_create(annex_table *p, char **pzErr) {
                 "CREATE TABLE \"%w\".\"%w_rows\"(rowid INTEGER PRIMARY KEY, "
                 "slot INTEGER NOT NULL%s);"
                 "CREATE TABLE \"%w\".\"%w_chunks\"(chunk INTEGER PRIMARY KEY, "
-                "data BLOB NOT NULL);",
-                p->zDb, p->zName, p->zDb, p->zName, zCols, p->zDb, p->zName);
+                "data BLOB NOT NULL);"
+                "CREATE TABLE \"%w\".\"%w_dict\"(id INTEGER PRIMARY KEY, "
+                "value TEXT NOT NULL UNIQUE);",
+                p->zDb, p->zName, p->zDb, p->zName, zCols, p->zDb, p->zName,
+                p->zDb, p->zName);
   sqlite3_free(zCols);
   if (rc == SQLITE_OK) rc = config_set_int(p, "format", ANNEX_FORMAT_VERSION);
   if (rc == SQLITE_OK) rc = config_set_int(p, "dims", c->nDim);
@@ -307,15 +349,17 @@ int annex_storage_destroy(annex_table *p) {
   return exec_fmt(p->db, NULL,
                   "DROP TABLE IF EXISTS \"%w\".\"%w_config\";"
                   "DROP TABLE IF EXISTS \"%w\".\"%w_rows\";"
-                  "DROP TABLE IF EXISTS \"%w\".\"%w_chunks\";",
-                  p->zDb, p->zName, p->zDb, p->zName, p->zDb, p->zName);
+                  "DROP TABLE IF EXISTS \"%w\".\"%w_chunks\";"
+                  "DROP TABLE IF EXISTS \"%w\".\"%w_dict\";",
+                  p->zDb, p->zName, p->zDb, p->zName, p->zDb, p->zName,
+                  p->zDb, p->zName);
 }
 
 int annex_storage_rename(annex_table *p, const char *zNew) {
-  static const char *azSuffix[] = {"config", "rows", "chunks"};
+  static const char *azSuffix[] = {"config", "rows", "chunks", "dict"};
   int rc = SQLITE_OK;
   annex_storage_close(p);
-  for (int i = 0; i < 3 && rc == SQLITE_OK; i++) {
+  for (int i = 0; i < 4 && rc == SQLITE_OK; i++) {
     rc = exec_fmt(p->db, NULL,
                   "ALTER TABLE \"%w\".\"%w_%s\" RENAME TO \"%w_%s\"", p->zDb,
                   p->zName, azSuffix[i], zNew, azSuffix[i]);
@@ -438,9 +482,31 @@ static void put_le64(unsigned char *a, int64_t v) {
   for (int i = 0; i < 8; i++) a[i] = (unsigned char)(u >> (8 * i));
 }
 
-/* Write rowid, vector and valid bit of a slot in one write handle. */
+/* Write the compact metadata of slot iPos through handle b. */
+static int write_meta(const annex_config *c, sqlite3_blob *b, int iPos,
+                      const annex_mvalue *aMeta) {
+  size_t iBase = annex_chunk_meta_offset(c);
+  int rc = SQLITE_OK;
+  for (int m = 0; m < c->nMeta && rc == SQLITE_OK; m++) {
+    unsigned char tag = (unsigned char)aMeta[m].tag, aVal[8];
+    put_le64(aVal, aMeta[m].v);
+    rc = sqlite3_blob_write(b, &tag, 1,
+                            (int)(iBase + annex_meta_tags_offset(m, c->nChunk) +
+                                  (size_t)iPos));
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_blob_write(
+          b, aVal, 8,
+          (int)(iBase + annex_meta_values_offset(m, c->nChunk) +
+                8 * (size_t)iPos));
+    }
+  }
+  return rc;
+}
+
+/* Write rowid, vector (unless NULL), compact metadata (unless NULL) and
+** the valid bit of a slot through one write handle. */
 static int write_slot(annex_table *p, sqlite3_int64 iSlot, sqlite3_int64 iRowid,
-                      const void *pVec) {
+                      const void *pVec, const annex_mvalue *aMeta) {
   const annex_config *c = p->pConfig;
   sqlite3_int64 iChunk = iSlot / c->nChunk;
   int iPos = (int)(iSlot % c->nChunk);
@@ -456,8 +522,83 @@ static int write_slot(annex_table *p, sqlite3_int64 iSlot, sqlite3_int64 iRowid,
                             (int)(annex_chunk_vector_offset(c) +
                                   c->szVec * (size_t)iPos));
   }
+  if (rc == SQLITE_OK && aMeta) rc = write_meta(c, b, iPos, aMeta);
   if (rc == SQLITE_OK) rc = write_valid_bit(b, iPos, 1);
   sqlite3_blob_close(b);
+  return rc;
+}
+
+int annex_meta_encode(annex_table *p, int iCol, sqlite3_value *v, int bCreate,
+                      annex_mvalue *pOut) {
+  sqlite3_stmt *s;
+  int rc;
+  pOut->v = 0;
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_NULL: pOut->tag = ANNEX_MT_NULL; return SQLITE_OK;
+    case SQLITE_INTEGER:
+      /* A REAL column holds every number as a real; SQLite may hand an
+      ** integral one over as an integer (RETURNING does). */
+      if (iCol >= 0 && sqlite3_stricmp(p->pConfig->aCol[iCol].zType,
+                                       "REAL") == 0) {
+        double d = (double)sqlite3_value_int64(v);
+        pOut->tag = ANNEX_MT_REAL;
+        memcpy(&pOut->v, &d, 8);
+        return SQLITE_OK;
+      }
+      pOut->tag = ANNEX_MT_INT;
+      pOut->v = sqlite3_value_int64(v);
+      return SQLITE_OK;
+    case SQLITE_FLOAT: {
+      double d = sqlite3_value_double(v);
+      pOut->tag = ANNEX_MT_REAL;
+      memcpy(&pOut->v, &d, 8);
+      return SQLITE_OK;
+    }
+    case SQLITE_BLOB: pOut->tag = ANNEX_MT_BLOB; return SQLITE_OK;
+  }
+  pOut->tag = ANNEX_MT_TEXT;
+  pOut->v = -1;
+  rc = annex_storage_stmt(p, ANNEX_STMT_DICT_GET, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_value(s, 1, v);
+  if (sqlite3_step(s) == SQLITE_ROW) pOut->v = sqlite3_column_int64(s, 0);
+  rc = sqlite3_reset(s);
+  if (rc != SQLITE_OK || pOut->v >= 0 || !bCreate) return rc;
+  rc = annex_storage_stmt(p, ANNEX_STMT_DICT_PUT, &s);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_value(s, 1, v);
+  sqlite3_step(s);
+  rc = sqlite3_reset(s);
+  if (rc == SQLITE_OK) pOut->v = sqlite3_last_insert_rowid(p->db);
+  return rc;
+}
+
+/* Finish a statement whose RETURNING clause yields the metadata columns
+** (after its first sqlite3_step returned rcStep) and encode them into
+** aMeta. SQLITE_CORRUPT_VTAB if it returned no row. */
+static int finish_returning(annex_table *p, sqlite3_stmt *s, int rcStep,
+                            annex_mvalue *aMeta) {
+  const annex_config *c = p->pConfig;
+  sqlite3_value *apDup[64], **ap = apDup;
+  int rc = SQLITE_OK, n = c->nMeta;
+  if (n > 64) ap = sqlite3_malloc64(sizeof(sqlite3_value *) * (size_t)n);
+  if (ap == NULL) rc = SQLITE_NOMEM;
+  for (int m = 0; m < n && rc == SQLITE_OK; m++) ap[m] = NULL;
+  if (rc == SQLITE_OK && n > 0) {
+    if (rcStep != SQLITE_ROW) rc = SQLITE_CORRUPT_VTAB;
+    for (int m = 0; m < n && rc == SQLITE_OK; m++) {
+      ap[m] = sqlite3_value_dup(sqlite3_column_value(s, m));
+      if (ap[m] == NULL) rc = SQLITE_NOMEM;
+    }
+    if (rc == SQLITE_OK) sqlite3_step(s); /* runs to the end */
+  }
+  if (sqlite3_reset(s) != SQLITE_OK) rc = sqlite3_reset(s);
+  for (int i = 0; i < c->nCol && rc == SQLITE_OK; i++) {
+    int m = c->aCol[i].iMeta;
+    if (m >= 0) rc = annex_meta_encode(p, i, ap[m], 1, &aMeta[m]);
+  }
+  for (int m = 0; ap && m < n; m++) sqlite3_value_free(ap[m]);
+  if (ap != apDup) sqlite3_free(ap);
   return rc;
 }
 
@@ -499,10 +640,10 @@ static void bind_columns(annex_table *p, sqlite3_stmt *s, int iFirst,
 }
 
 /* Insert the t_rows row; *piRowid gets the rowid SQLite chose if pRowid is
-** NULL. */
+** NULL, aMeta the compact form of the stored metadata. */
 static int rows_insert(annex_table *p, sqlite3_value *pRowid,
                        sqlite3_int64 iSlot, sqlite3_value **apVal,
-                       sqlite3_int64 *piRowid) {
+                       sqlite3_int64 *piRowid, annex_mvalue *aMeta) {
   sqlite3_stmt *s;
   int rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_INSERT, &s);
   if (rc != SQLITE_OK) return rc;
@@ -513,10 +654,10 @@ static int rows_insert(annex_table *p, sqlite3_value *pRowid,
   }
   sqlite3_bind_int64(s, 2, iSlot);
   bind_columns(p, s, 3, apVal);
-  sqlite3_step(s);
-  rc = sqlite3_reset(s);
-  if (rc == SQLITE_OK) *piRowid = sqlite3_last_insert_rowid(p->db);
-  return rc;
+  rc = sqlite3_step(s);
+  /* Read the rowid now: dictionary inserts below move last_insert_rowid. */
+  *piRowid = sqlite3_last_insert_rowid(p->db);
+  return finish_returning(p, s, rc, aMeta);
 }
 
 int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
@@ -524,9 +665,15 @@ int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
   const annex_config *c = p->pConfig;
   char *zErr = NULL;
   void *pVec = sqlite3_malloc64(c->szVec);
+  annex_mvalue *aMeta = sqlite3_malloc64(sizeof(annex_mvalue) *
+                                         (size_t)(c->nMeta + 1));
   sqlite3_int64 iSlot = 0;
   int rc;
-  if (pVec == NULL) return SQLITE_NOMEM;
+  if (pVec == NULL || aMeta == NULL) {
+    sqlite3_free(pVec);
+    sqlite3_free(aMeta);
+    return SQLITE_NOMEM;
+  }
   rc = annex_vector_parse(apVal[c->iVecCol], c->eElem, c->nDim,
                           c->aCol[c->iVecCol].zName, pVec, &zErr);
   if (rc == SQLITE_ERROR) {
@@ -536,9 +683,12 @@ int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
   annex_storage_reset_blobs(p);
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK) rc = alloc_slot(p, &iSlot);
-  if (rc == SQLITE_OK) rc = rows_insert(p, pRowid, iSlot, apVal, piRowid);
-  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, *piRowid, pVec);
+  if (rc == SQLITE_OK) {
+    rc = rows_insert(p, pRowid, iSlot, apVal, piRowid, aMeta);
+  }
+  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, *piRowid, pVec, aMeta);
   sqlite3_free(pVec);
+  sqlite3_free(aMeta);
   return rc;
 }
 
@@ -605,7 +755,7 @@ static int rekey(annex_table *p, sqlite3_int64 iOld, sqlite3_int64 iNew,
   sqlite3_bind_int64(s, 2, iNew);
   sqlite3_step(s);
   rc = sqlite3_reset(s);
-  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, iNew, NULL);
+  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, iNew, NULL, NULL);
   return rc;
 }
 
@@ -614,6 +764,7 @@ int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
   const annex_config *c = p->pConfig;
   sqlite3_value *pVecVal = apVal[c->iVecCol];
   void *pVec = NULL;
+  annex_mvalue *aMeta;
   sqlite3_int64 iSlot;
   sqlite3_stmt *s;
   int rc;
@@ -631,19 +782,20 @@ int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
       return rc;
     }
   }
-  rc = annex_storage_locate(p, iOld, &iSlot);
+  aMeta = sqlite3_malloc64(sizeof(annex_mvalue) * (size_t)(c->nMeta + 1));
+  rc = aMeta ? annex_storage_locate(p, iOld, &iSlot) : SQLITE_NOMEM;
   if (rc == SQLITE_DONE) rc = SQLITE_CORRUPT_VTAB;
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK && iNew != iOld) rc = rekey(p, iOld, iNew, iSlot);
-  if (rc == SQLITE_OK && pVec) rc = write_slot(p, iSlot, iNew, pVec);
   if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_UPDATE, &s);
   if (rc == SQLITE_OK) {
     sqlite3_bind_int64(s, 1, iNew);
     bind_columns(p, s, 2, apVal);
-    sqlite3_step(s);
-    rc = sqlite3_reset(s);
+    rc = finish_returning(p, s, sqlite3_step(s), aMeta);
   }
+  if (rc == SQLITE_OK) rc = write_slot(p, iSlot, iNew, pVec, aMeta);
   sqlite3_free(pVec);
+  sqlite3_free(aMeta);
   return rc;
 }
 
@@ -743,6 +895,7 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
   pChunk->nSlot = nLeft < c->nChunk ? (int)nLeft : c->nChunk;
   pChunk->aValid = it->aHead;
   pChunk->aRowid = it->aRowid;
+  pChunk->pMeta = it->aHead + annex_chunk_meta_offset(c);
   return SQLITE_ROW;
 }
 
