@@ -38,11 +38,31 @@ static int is_filter(char cOp) {
   return (cOp >= 'a' && cOp <= 'k') || cOp == 'P' || cOp == 'Q';
 }
 
-/* Append one term's SQL; binds are collected in order into apBind, as
-** copies: sqlite3_vtab_in_next() reuses one value for every element, so a
-** pointer to an IN element is stale after the next call. */
+/* The values bound to the SELECT, in parameter order. */
+typedef struct bind_list {
+  sqlite3_value **a; /* copies (sqlite3_value_dup), owned */
+  int n, nAlloc;
+} bind_list;
+
+/* Append a copy of v: sqlite3_vtab_in_next() reuses one value for every
+** element, so a pointer to an IN element is stale after the next call. */
+static int bind_push(bind_list *b, sqlite3_value *v) {
+  if (b->n == b->nAlloc) {
+    int nNew = b->nAlloc ? 2 * b->nAlloc : 16;
+    sqlite3_value **aNew =
+        sqlite3_realloc64(b->a, sizeof(sqlite3_value *) * (size_t)nNew);
+    if (aNew == NULL) return SQLITE_NOMEM;
+    b->a = aNew;
+    b->nAlloc = nNew;
+  }
+  if ((b->a[b->n] = sqlite3_value_dup(v)) == NULL) return SQLITE_NOMEM;
+  b->n++;
+  return SQLITE_OK;
+}
+
+/* Append one term's SQL, collecting its values into b. */
 static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
-                       sqlite3_value ***papBind, int *pnBind, int *pnAlloc) {
+                       bind_list *b) {
   char zCol[24];
   if (t->iCol < 0) snprintf(zCol, sizeof(zCol), "rowid");
   else snprintf(zCol, sizeof(zCol), "c%d", t->iCol);
@@ -56,36 +76,14 @@ static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
     sqlite3_str_appendf(s, "%s IN (", zCol);
     for (rc = sqlite3_vtab_in_first(v, &pEl); rc == SQLITE_OK && pEl;
          rc = sqlite3_vtab_in_next(v, &pEl)) {
-      if (*pnBind == *pnAlloc) {
-        int nNew = *pnAlloc ? 2 * *pnAlloc : 16;
-        sqlite3_value **aNew =
-            sqlite3_realloc64(*papBind, sizeof(sqlite3_value *) * (size_t)nNew);
-        if (aNew == NULL) return SQLITE_NOMEM;
-        *papBind = aNew;
-        *pnAlloc = nNew;
-      }
-      if (((*papBind)[*pnBind] = sqlite3_value_dup(pEl)) == NULL) {
-        return SQLITE_NOMEM;
-      }
-      (*pnBind)++;
+      if (bind_push(b, pEl) != SQLITE_OK) return SQLITE_NOMEM;
       sqlite3_str_appendall(s, n++ ? ",?" : "?");
     }
     if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
     sqlite3_str_appendall(s, n ? ")" : "NULL)");
     return SQLITE_OK;
   }
-  if (*pnBind == *pnAlloc) {
-    int nNew = *pnAlloc ? 2 * *pnAlloc : 16;
-    sqlite3_value **aNew =
-        sqlite3_realloc64(*papBind, sizeof(sqlite3_value *) * (size_t)nNew);
-    if (aNew == NULL) return SQLITE_NOMEM;
-    *papBind = aNew;
-    *pnAlloc = nNew;
-  }
-  if (((*papBind)[*pnBind] = sqlite3_value_dup(v)) == NULL) {
-    return SQLITE_NOMEM;
-  }
-  (*pnBind)++;
+  if (bind_push(b, v) != SQLITE_OK) return SQLITE_NOMEM;
   sqlite3_str_appendf(s, "%s %s ?", zCol, op_sql(t->cOp));
   return SQLITE_OK;
 }
@@ -120,8 +118,8 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
                        sqlite3_value **argv, unsigned char **paAllowed,
                        sqlite3_int64 *pnSlots, sqlite3_int64 *pnAllowed) {
   sqlite3_str *s;
-  sqlite3_value **apBind = NULL;
-  int nBind = 0, nAlloc = 0, nFilter = 0, rc = SQLITE_OK;
+  bind_list b = {NULL, 0, 0};
+  int nFilter = 0, rc = SQLITE_OK;
   unsigned char *a = NULL;
   char *zSql;
   *paAllowed = NULL;
@@ -134,7 +132,7 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
   for (int i = 0, n = 0; i < nTerm && rc == SQLITE_OK; i++) {
     if (!is_filter(aTerm[i].cOp)) continue;
     if (n++) sqlite3_str_appendall(s, " AND ");
-    rc = append_term(s, &aTerm[i], argv[i], &apBind, &nBind, &nAlloc);
+    rc = append_term(s, &aTerm[i], argv[i], &b);
   }
   zSql = annex_str_finish(s);
   if (zSql == NULL && rc == SQLITE_OK) rc = SQLITE_NOMEM;
@@ -145,11 +143,11 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
     else memset(a, 0, (size_t)(*pnSlots / 8 + 1));
   }
   if (rc == SQLITE_OK) {
-    rc = fill_bitmap(p, zSql, apBind, nBind, a, *pnSlots, pnAllowed);
+    rc = fill_bitmap(p, zSql, b.a, b.n, a, *pnSlots, pnAllowed);
   }
   sqlite3_free(zSql);
-  for (int i = 0; i < nBind; i++) sqlite3_value_free(apBind[i]);
-  sqlite3_free(apBind);
+  for (int i = 0; i < b.n; i++) sqlite3_value_free(b.a[i]);
+  sqlite3_free(b.a);
   if (rc != SQLITE_OK) {
     sqlite3_free(a);
     return rc;
