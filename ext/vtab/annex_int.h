@@ -259,6 +259,9 @@ int annex_cursor_next(sqlite3_vtab_cursor *cur);
 int annex_cursor_eof(sqlite3_vtab_cursor *cur);
 int annex_cursor_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i);
 int annex_cursor_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid);
+/* The value of a k constraint: a positive integer, or an integral real.
+** SQLITE_ERROR with *pzErr (sqlite3_mprintf) naming what was given. */
+int annex_read_k(sqlite3_value *v, sqlite3_int64 *pk, char **pzErr);
 
 /**************************************************************************
 ** knn.c — exact k-NN over the chunks, with filters.

@@ -131,17 +131,25 @@ static int filter_rowid(annex_cursor *c, sqlite3_value *pVal) {
   return rc;
 }
 
-/* Read k = ?: a positive integer. */
-static int read_k(annex_table *p, sqlite3_value *v, sqlite3_int64 *pk) {
+int annex_read_k(sqlite3_value *v, sqlite3_int64 *pk, char **pzErr) {
   int eType = sqlite3_value_type(v);
+  if (eType == SQLITE_FLOAT) {
+    /* An integral real counts, as it does for LIMIT: drivers such as
+    ** better-sqlite3 bind every JavaScript number as a real. */
+    double r = sqlite3_value_double(v);
+    if (r >= 1.0 && r < 9.0e18 && r == (double)(sqlite3_int64)r) {
+      *pk = (sqlite3_int64)r;
+      return SQLITE_OK;
+    }
+  }
   if (eType != SQLITE_INTEGER || sqlite3_value_int64(v) <= 0) {
     const char *zGot = eType == SQLITE_NULL      ? "NULL"
                        : eType == SQLITE_INTEGER ? "a non-positive integer"
-                       : eType == SQLITE_FLOAT   ? "a real number"
+                       : eType == SQLITE_FLOAT   ? "a non-integral number"
                        : eType == SQLITE_TEXT    ? "text"
                                                  : "a BLOB";
-    annex_set_error(&p->base, "k must be a positive integer, got %s", zGot);
-    return SQLITE_ERROR;
+    *pzErr = sqlite3_mprintf("k must be a positive integer, got %s", zGot);
+    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
   }
   *pk = sqlite3_value_int64(v);
   return SQLITE_OK;
@@ -165,7 +173,13 @@ static int knn_args(annex_cursor *c, const annex_term *aTerm, int nTerm,
         sqlite3_free(zErr);
         break;
       }
-      case 'K': rc = read_k(p, v, &q->k); break;
+      case 'K': {
+        char *zErr = NULL;
+        rc = annex_read_k(v, &q->k, &zErr);
+        if (rc == SQLITE_ERROR) annex_set_error(&p->base, "%s", zErr);
+        sqlite3_free(zErr);
+        break;
+      }
       case 'L': bLimit = 1; nLimit = sqlite3_value_int64(v); break;
       case 'F': nOffset = sqlite3_value_int64(v); break;
       case 'D': case 'E': {

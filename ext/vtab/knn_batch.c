@@ -278,13 +278,11 @@ static int read_queries(kb_vtab *v, sqlite3_value *pVal, const annex_config *c,
 }
 
 static int read_k(kb_vtab *v, sqlite3_value *pVal, sqlite3_int64 *pk) {
-  if (sqlite3_value_type(pVal) != SQLITE_INTEGER ||
-      sqlite3_value_int64(pVal) <= 0) {
-    return kb_error(v, SQLITE_ERROR, "annex_knn: k must be a positive "
-                    "integer");
-  }
-  *pk = sqlite3_value_int64(pVal);
-  return SQLITE_OK;
+  char *zErr = NULL;
+  int rc = annex_read_k(pVal, pk, &zErr);
+  if (rc == SQLITE_ERROR) rc = kb_error(v, rc, "annex_knn: %s", zErr);
+  sqlite3_free(zErr);
+  return rc;
 }
 
 static void *kb_malloc(size_t n) { return sqlite3_malloc64(n); }
