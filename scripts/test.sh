@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — build annex and run every test: the release build, the whole
-# suite again under AddressSanitizer + UBSan, and (on x86-64) once more
+# suite again under AddressSanitizer + UBSan, the amalgamation, the install
+# rules, the Python and Node examples, and (on x86-64) the suite once more
 # cross-built for ARM64 under qemu. Exits non-zero when any test fails. Run
 # from anywhere; builds into build/, build-asan/ and build-arm64/.
 set -euo pipefail
@@ -27,6 +28,13 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANNEX_SANITIZE=ON \
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j "$jobs")
+echo "== amalgamation: the single-file build, the C tests against it, dispatch"
+amalgamation/test.sh
+echo "== install: cmake --install, then pkg-config and find_package consumers"
+examples/install-check.sh
+echo "== clients: Python sqlite3 + NumPy, Node better-sqlite3"
+examples/run.sh
+
 # The NEON kernels and the whole suite again, cross-built for ARM64 and run
 # under qemu-aarch64 (about 1-4 minutes). ANNEX_TEST_ARM64=0 skips it; an
 # ARM64 host has already run the suite natively above.
