@@ -842,10 +842,17 @@ int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
   return SQLITE_OK;
 }
 
-static int64_t get_le64(const unsigned char *a) {
-  uint64_t u = 0;
-  for (int i = 7; i >= 0; i--) u = (u << 8) | a[i];
-  return (int64_t)u;
+/* Decode n little-endian int64 rowids. */
+static void rowids_decode(int64_t *aOut, const unsigned char *a, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(aOut, a, 8 * (size_t)n); /* already in host order */
+#else
+  for (int i = 0; i < n; i++) {
+    uint64_t u = 0;
+    for (int b = 7; b >= 0; b--) u = (u << 8) | a[8 * i + b];
+    aOut[i] = (int64_t)u;
+  }
+#endif
 }
 
 static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
@@ -871,7 +878,7 @@ static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
   }
   if (rc == SQLITE_OK) {
     const unsigned char *a = it->aHead + annex_chunk_rowid_offset(c);
-    for (int i = 0; i < c->nChunk; i++) it->aRowid[i] = get_le64(a + 8 * i);
+    rowids_decode(it->aRowid, a, c->nChunk);
   }
   return rc;
 }
