@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # deps.sh — install the Debian packages annex needs, when they are missing.
 #
-#   scripts/deps.sh build     compiler, CMake, SQLite headers, OpenBLAS
-#   scripts/deps.sh test      the above plus cmocka and the sqlite3 shell
+#   scripts/deps.sh build     compiler, CMake, SQLite headers, OpenBLAS, libedit
+#   scripts/deps.sh test      the above plus cmocka, the sqlite3 shell, tmux
+#                             (the shell's interactive test) and NumPy
 #   scripts/deps.sh demo      the build set plus the sqlite3 shell
 #
 # Installs with apt-get when run as root; otherwise prints what to install.
 set -euo pipefail
 
-build_pkgs=(gcc make cmake pkg-config libsqlite3-dev libopenblas-dev)
+build_pkgs=(gcc make cmake pkg-config libsqlite3-dev libopenblas-dev libedit-dev)
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
-  test)  want=("${build_pkgs[@]}" libcmocka-dev sqlite3) ;;
+  test)  want=("${build_pkgs[@]}" libcmocka-dev sqlite3 tmux python3-numpy) ;;
   demo)  want=("${build_pkgs[@]}" sqlite3) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac
