@@ -263,9 +263,13 @@ static int scan_setup(knn_scan *s, sqlite3_int64 nSlots) {
   }
   s->aWorker = sqlite3_malloc64(sizeof(knn_worker) * (size_t)s->nWorker);
   s->aSlot = sqlite3_malloc64(sizeof(knn_slot) * (size_t)nSlotBuf);
+  /* Zero each array that was allocated before giving up on the other:
+  ** scan_cleanup frees the members of both. */
+  if (s->aWorker) {
+    memset(s->aWorker, 0, sizeof(knn_worker) * (size_t)s->nWorker);
+  }
+  if (s->aSlot) memset(s->aSlot, 0, sizeof(knn_slot) * (size_t)nSlotBuf);
   if (!s->aWorker || !s->aSlot) return SQLITE_NOMEM;
-  memset(s->aWorker, 0, sizeof(knn_worker) * (size_t)s->nWorker);
-  memset(s->aSlot, 0, sizeof(knn_slot) * (size_t)nSlotBuf);
   for (int i = 0; i < s->nWorker; i++) {
     knn_worker *w = &s->aWorker[i];
     annex_hit *aMem = sqlite3_malloc64(sizeof(annex_hit) * (s->nHeapCap + 1));

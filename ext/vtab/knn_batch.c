@@ -148,10 +148,17 @@ static int find_table(kb_vtab *v, const char *zArg, annex_table **pp) {
       sqlite3_stmt *s = NULL;
       char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" WHERE 0", zDb,
                                    zTab);
+      int rc;
       if (zSql == NULL) return SQLITE_NOMEM;
-      sqlite3_prepare_v2(v->db, zSql, -1, &s, NULL);
+      rc = sqlite3_prepare_v2(v->db, zSql, -1, &s, NULL);
       sqlite3_free(zSql);
       sqlite3_finalize(s);
+      /* SQLITE_ERROR is a name that is no table; anything else (an I/O
+      ** error reading the schema, out of memory while connecting) is
+      ** reported as it is, not as a missing table. */
+      if (rc != SQLITE_OK && rc != SQLITE_ERROR) {
+        return kb_error(v, rc, "annex_knn: %s", sqlite3_errmsg(v->db));
+      }
     }
   }
   return kb_error(v, SQLITE_ERROR, "annex_knn: no annex table named %s", zArg);

@@ -69,6 +69,9 @@ static void table_free(annex_table *p) {
   annex_config_free(p->pConfig);
   sqlite3_free(p->zDb);
   sqlite3_free(p->zName);
+  /* A message set while xCreate/xConnect failed: SQLite reads *pzErr
+  ** there, never this one, so it is ours to free. */
+  sqlite3_free(p->base.zErrMsg);
   sqlite3_free(p);
 }
 

@@ -148,7 +148,14 @@ static char *stmt_sql(annex_table *p, annex_stmt_id id) {
       }
       sqlite3_str_appendall(s, " WHERE rowid=?1");
       zCols = returning_meta(c);
-      if (zCols) sqlite3_str_appendall(s, zCols);
+      if (zCols == NULL) {
+        /* Out of memory: without its RETURNING clause the statement would
+        ** still prepare, be cached, and every later UPDATE would find no
+        ** row returned (SQLITE_CORRUPT_VTAB) for the connection's life. */
+        sqlite3_free(sqlite3_str_finish(s));
+        return NULL;
+      }
+      sqlite3_str_appendall(s, zCols);
       sqlite3_free(zCols);
       return annex_str_finish(s);
     }
@@ -262,9 +269,14 @@ int annex_storage_config_int(annex_table *p, const char *zKey,
       rc = SQLITE_CORRUPT_VTAB;
     }
   } else {
-    rc = SQLITE_CORRUPT_VTAB;
+    rc = SQLITE_CORRUPT_VTAB; /* no such key, unless the step failed: */
   }
-  if (sqlite3_reset(s) != SQLITE_OK && rc == SQLITE_OK) rc = sqlite3_reset(s);
+  {
+    /* reset returns the step's error (out of memory, I/O), which wins over
+    ** "missing". Only the first reset reports it: a second returns OK. */
+    int rc2 = sqlite3_reset(s);
+    if (rc2 != SQLITE_OK) rc = rc2;
+  }
   if (rc == SQLITE_CORRUPT_VTAB) {
     annex_set_error(&p->base, "annex table %s: config value '%s' is missing "
                     "or not an integer", p->zName, zKey);
@@ -403,9 +415,13 @@ int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
       rc = SQLITE_CORRUPT_VTAB;
     }
   } else {
-    rc = SQLITE_DONE;
+    rc = SQLITE_DONE; /* no such row, unless the step failed: */
   }
-  if (sqlite3_reset(s) != SQLITE_OK) rc = sqlite3_reset(s);
+  {
+    /* reset returns the step's error; only the first reset reports it. */
+    int rc2 = sqlite3_reset(s);
+    if (rc2 != SQLITE_OK) rc = rc2;
+  }
   return rc;
 }
 
@@ -592,7 +608,13 @@ static int finish_returning(annex_table *p, sqlite3_stmt *s, int rcStep,
     }
     if (rc == SQLITE_OK) sqlite3_step(s); /* runs to the end */
   }
-  if (sqlite3_reset(s) != SQLITE_OK) rc = sqlite3_reset(s);
+  {
+    /* reset returns the step's error, which wins over "no row"; only the
+    ** first reset reports it: a second returns OK, and ap[] would then be
+    ** read full of NULLs. */
+    int rc2 = sqlite3_reset(s);
+    if (rc2 != SQLITE_OK) rc = rc2;
+  }
   for (int i = 0; i < c->nCol && rc == SQLITE_OK; i++) {
     int m = c->aCol[i].iMeta;
     if (m >= 0) rc = annex_meta_encode(p, i, ap[m], 1, &aMeta[m]);
@@ -692,8 +714,10 @@ int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
   return rc;
 }
 
-/* Delete chunk iChunk when all its slots were allocated and are now free. */
-static int maybe_drop_chunk(annex_table *p, sqlite3_blob *b,
+/* Delete chunk iChunk when all its slots were allocated and are now free.
+** The handle *pb on the chunk is closed first (its row goes away), and *pb
+** cleared then, so the caller never closes it twice, whatever fails next. */
+static int maybe_drop_chunk(annex_table *p, sqlite3_blob **pb,
                             sqlite3_int64 iChunk) {
   const annex_config *c = p->pConfig;
   size_t nValid = annex_chunk_valid_bytes(c);
@@ -703,17 +727,19 @@ static int maybe_drop_chunk(annex_table *p, sqlite3_blob *b,
   int rc = annex_storage_slots(p, &nSlots);
   if (rc != SQLITE_OK) return rc;
   if ((iChunk + 1) * c->nChunk > nSlots) return SQLITE_OK; /* still filling */
-  rc = sqlite3_blob_read(b, aValid, (int)nValid, 0);
+  rc = sqlite3_blob_read(*pb, aValid, (int)nValid, 0);
   if (rc != SQLITE_OK) return rc;
   for (size_t i = 0; i < nValid; i++) {
     if (aValid[i]) return SQLITE_OK;
   }
-  sqlite3_blob_close(b);
+  sqlite3_blob_close(*pb);
+  *pb = NULL;
   rc = annex_storage_stmt(p, ANNEX_STMT_CHUNK_DELETE, &s);
   if (rc != SQLITE_OK) return rc;
   sqlite3_bind_int64(s, 1, iChunk);
   sqlite3_step(s);
-  return sqlite3_reset(s) == SQLITE_OK ? SQLITE_DONE : sqlite3_reset(s);
+  /* (one reset: a second would return SQLITE_OK and lose the error) */
+  return sqlite3_reset(s);
 }
 
 int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid) {
@@ -728,13 +754,7 @@ int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid) {
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK) rc = write_blob_open(p, iSlot / c->nChunk, &b);
   if (rc == SQLITE_OK) rc = write_valid_bit(b, (int)(iSlot % c->nChunk), 0);
-  if (rc == SQLITE_OK) {
-    rc = maybe_drop_chunk(p, b, iSlot / c->nChunk);
-    if (rc == SQLITE_DONE) {
-      b = NULL; /* closed by maybe_drop_chunk */
-      rc = SQLITE_OK;
-    }
-  }
+  if (rc == SQLITE_OK) rc = maybe_drop_chunk(p, &b, iSlot / c->nChunk);
   if (b) sqlite3_blob_close(b);
   if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_DELETE, &s);
   if (rc == SQLITE_OK) {
