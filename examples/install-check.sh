@@ -32,7 +32,8 @@ fail() { echo "install-check.sh: FAILED: $*" >&2; exit 1; }
 
 echo "== build and install into a temporary prefix"
 cmake -S . -B "$work/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$work/build" -j "$(nproc 2>/dev/null || echo 2)" --target annex annex_static \
+cmake --build "$work/build" -j "$(nproc 2>/dev/null || echo 2)" \
+  --target annex annex_static annex_shell \
   >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; fail "build"; }
 cmake --install "$work/build" --prefix "$prefix" >/dev/null
 (cd "$prefix" && find . -type f | sort | sed 's|^\./|  PREFIX/|')
@@ -40,6 +41,8 @@ pc=$(find "$prefix" -name annex.pc | head -1)
 [ -n "$pc" ] || fail "no annex.pc installed"
 [ -f "$prefix/include/annex.h" ] || fail "no include/annex.h installed"
 [ -n "$(find "$prefix" -name libannex.a)" ] || fail "no libannex.a installed"
+"$prefix/bin/annex" :memory: "SELECT annex_version()" >/dev/null \
+  || fail "the installed bin/annex shell does not run"
 [ -n "$(find "$prefix" -name annexConfig.cmake)" ] || fail "no annexConfig.cmake installed"
 [ -n "$(find "$prefix" -name annexConfigVersion.cmake)" ] || fail "no annexConfigVersion.cmake"
 
