@@ -35,7 +35,7 @@ DATA_TOOLS="$ROOT/../shared/data/tools"
 usage() { echo "usage: bench/run.sh DATASET_DIR|synth:PRESET [annex_bench args...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 DATASET="$1"; shift
-mkdir -p "$SCRATCH/work" "$SCRATCH/out"
+mkdir -p "$SCRATCH/db" "$SCRATCH/out"
 
 # ------------------------------------------------------------ build
 build_annex() {
@@ -106,7 +106,7 @@ run_system() {
   # shellcheck disable=SC2086  # extra holds several words on purpose
   "$ANNEX_BENCH_BIN" --system "$sys" --ext "$so" --base "$DATA/base.fvecs" \
     --query "$DATA/query.fvecs" --gt "$DATA/groundtruth.ivecs" "${GT_DIST[@]}" \
-    --db "$SCRATCH/work/$sys.db" --max-seconds "$MAX_SECONDS" $extra "$@" | tee "$log" \
+    --db "$SCRATCH/db/$sys.db" --max-seconds "$MAX_SECONDS" $extra "$@" | tee "$log" \
     || echo "=== $sys: annex_bench failed (exit ${PIPESTATUS[0]}), see $log" >&2
 }
 
