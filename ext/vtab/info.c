@@ -208,6 +208,10 @@ static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   if (rc == SQLITE_OK) rc = add_text(c, db, "version", ANNEX_VERSION);
   if (rc == SQLITE_OK) rc = add_text(c, db, "kernels", annex_kernel_set());
   if (rc == SQLITE_OK) {
+    rc = add_query(c, db, sqlite3_mprintf("SELECT 'threads', %d",
+                                          annex_thread_count()));
+  }
+  if (rc == SQLITE_OK) {
     rc = add_query(c, db, sqlite3_mprintf(
         "SELECT 'rows', count(*) FROM \"%w\".\"%w_rows\" UNION ALL "
         "SELECT 'chunks', count(*) FROM \"%w\".\"%w_chunks\"",

@@ -5,6 +5,7 @@
 **
 **   T_config(key TEXT PRIMARY KEY, value) WITHOUT ROWID
 **       format      integer, the format version (1)
+**       column      text, the name of the vector column
 **       dims        integer, dimensions of the vector column
 **       element     text, float | int8 | bit
 **       metric      text, l2 | cosine | ip | hamming
@@ -314,6 +315,9 @@ int annex_storage_create(annex_table *p, char **pzErr) {
   sqlite3_free(zCols);
   if (rc == SQLITE_OK) rc = config_set_int(p, "format", ANNEX_FORMAT_VERSION);
   if (rc == SQLITE_OK) rc = config_set_int(p, "dims", c->nDim);
+  if (rc == SQLITE_OK) {
+    rc = config_set_text(p, "column", c->aCol[c->iVecCol].zName);
+  }
   if (rc == SQLITE_OK) rc = config_set_text(p, "element",
                                             annex_elem_name(c->eElem));
   if (rc == SQLITE_OK) rc = config_set_text(p, "metric",
