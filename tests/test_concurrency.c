@@ -1,0 +1,234 @@
+/*
+** test_concurrency.c — one writer process and four reader processes on the
+** same WAL database.
+**
+** The writer commits transactions that insert 20 rows, delete 5 and move
+** 5 vectors. Each reader, inside one read transaction (one snapshot), runs
+** a k-NN query (every other time with a metadata filter), then reads every
+** row and checks that the k-NN answer equals the brute-force top k of that
+** same snapshot, and that the row count is the initial count plus whole
+** writer transactions (a half-applied write would break it).
+**
+** Runs 3 s by default; ANNEX_CONCURRENCY_SECONDS=60 for the long mode.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "annex.h"
+
+enum { D = 16, K = 10, INITIAL = 100, NET = 15, READERS = 4 };
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static sqlite3 *open_db(const char *zPath) {
+  sqlite3 *db;
+  if (sqlite3_open(zPath, &db) != SQLITE_OK) _exit(10);
+  if (sqlite3_annex_init(db, NULL, NULL) != SQLITE_OK) _exit(11);
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
+static void rand_vec(unsigned *pSeed, float *v) {
+  for (int j = 0; j < D; j++) v[j] = (float)(rand_r(pSeed) % 2000) / 100.0f;
+}
+
+static int exec_ok(sqlite3 *db, const char *zSql) {
+  return sqlite3_exec(db, zSql, 0, 0, 0) == SQLITE_OK;
+}
+
+/* Insert n random rows. */
+static int insert_rows(sqlite3 *db, unsigned *pSeed, int n) {
+  sqlite3_stmt *s;
+  float v[D];
+  int ok = sqlite3_prepare_v2(db, "INSERT INTO t(v, tag) VALUES(?, ?)", -1,
+                              &s, 0) == SQLITE_OK;
+  for (int i = 0; ok && i < n; i++) {
+    rand_vec(pSeed, v);
+    sqlite3_bind_blob(s, 1, v, sizeof(v), SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, (int)(rand_r(pSeed) % 4));
+    ok = sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_reset(s);
+  }
+  sqlite3_finalize(s);
+  return ok;
+}
+
+static void writer(const char *zPath, double tEnd) {
+  sqlite3 *db = open_db(zPath);
+  unsigned seed = 99;
+  long nTxn = 0;
+  while (now() < tEnd) {
+    char *zSql;
+    float v[D];
+    int ok = exec_ok(db, "BEGIN IMMEDIATE") && insert_rows(db, &seed, 20) &&
+             exec_ok(db, "DELETE FROM t WHERE rowid IN (SELECT rowid FROM t "
+                         "ORDER BY random() LIMIT 5)");
+    rand_vec(&seed, v);
+    zSql = sqlite3_mprintf("UPDATE t SET v = '[%g,%g,%g,%g,%g,%g,%g,%g,"
+                           "%g,%g,%g,%g,%g,%g,%g,%g]' WHERE rowid IN (SELECT "
+                           "rowid FROM t ORDER BY random() LIMIT 5)",
+                           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                           v[8], v[9], v[10], v[11], v[12], v[13], v[14],
+                           v[15]);
+    ok = ok && zSql && exec_ok(db, zSql) && exec_ok(db, "COMMIT");
+    sqlite3_free(zSql);
+    if (!ok) {
+      fprintf(stderr, "writer: %s\n", sqlite3_errmsg(db));
+      _exit(2);
+    }
+    nTxn++;
+  }
+  sqlite3_close(db);
+  printf("# writer: %ld transactions committed\n", nTxn);
+  fflush(stdout);
+  _exit(nTxn > 0 ? 0 : 6);
+}
+
+/* Brute-force top k of the current snapshot (optionally tag = 1 only). */
+static int brute_force(sqlite3 *db, const float *q, int bFilter,
+                       int64_t *aOut, long long *pnRows) {
+  sqlite3_stmt *s;
+  double aBest[K];
+  int nBest = 0;
+  *pnRows = 0;
+  if (sqlite3_prepare_v2(db, "SELECT rowid, v, tag FROM t", -1, &s, 0)) _exit(3);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    const float *x = sqlite3_column_blob(s, 1);
+    int64_t id = sqlite3_column_int64(s, 0);
+    double d = 0;
+    int j;
+    (*pnRows)++;
+    if (bFilter && sqlite3_column_int(s, 2) != 1) continue;
+    for (int c = 0; c < D; c++) d += ((double)x[c] - q[c]) * ((double)x[c] - q[c]);
+    for (j = nBest; j > 0 && (aBest[j - 1] > d ||
+                              (aBest[j - 1] == d && aOut[j - 1] > id));
+         j--) {
+      if (j < K) {
+        aBest[j] = aBest[j - 1];
+        aOut[j] = aOut[j - 1];
+      }
+    }
+    if (j < K) {
+      aBest[j] = d;
+      aOut[j] = id;
+      if (nBest < K) nBest++;
+    }
+  }
+  sqlite3_finalize(s);
+  return nBest;
+}
+
+/* One snapshot: k-NN, then the brute force of the same snapshot. */
+static int read_once(sqlite3 *db, unsigned *pSeed, int bFilter) {
+  sqlite3_stmt *s;
+  float q[D];
+  int64_t aWant[K];
+  long long nRows;
+  int n = 0, nWant;
+  rand_vec(pSeed, q);
+  if (!exec_ok(db, "BEGIN")) return 0;
+  if (sqlite3_prepare_v2(db, bFilter ? "SELECT rowid FROM t WHERE v MATCH ? "
+                                       "AND k = 10 AND tag = 1"
+                                     : "SELECT rowid FROM t WHERE v MATCH ? "
+                                       "AND k = 10",
+                         -1, &s, 0) != SQLITE_OK) {
+    return 0;
+  }
+  sqlite3_bind_blob(s, 1, q, sizeof(q), SQLITE_STATIC);
+  nWant = brute_force(db, q, bFilter, aWant, &nRows);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    if (n >= nWant || sqlite3_column_int64(s, 0) != aWant[n]) {
+      fprintf(stderr, "reader: rank %d is row %lld, the snapshot says %lld\n",
+              n, (long long)sqlite3_column_int64(s, 0),
+              n < nWant ? (long long)aWant[n] : -1LL);
+      return 0;
+    }
+    n++;
+  }
+  sqlite3_finalize(s);
+  if (n != nWant || (nRows - INITIAL) % NET != 0) {
+    fprintf(stderr, "reader: %d of %d rows, %lld rows in the snapshot\n", n,
+            nWant, nRows);
+    return 0;
+  }
+  return exec_ok(db, "COMMIT");
+}
+
+static void reader(const char *zPath, double tEnd, unsigned seed) {
+  sqlite3 *db = open_db(zPath);
+  long n = 0;
+  while (now() < tEnd) {
+    if (!read_once(db, &seed, (int)(n & 1))) _exit(4);
+    n++;
+  }
+  sqlite3_close(db);
+  printf("# reader: %ld snapshots checked\n", n);
+  fflush(stdout);
+  _exit(n > 0 ? 0 : 5);
+}
+
+static void test_writer_and_readers(void **state) {
+  char zDir[] = "/tmp/annex-conc-XXXXXX";
+  char zPath[64];
+  const char *zSec = getenv("ANNEX_CONCURRENCY_SECONDS");
+  double tEnd;
+  pid_t aPid[READERS + 1];
+  unsigned seed = 1;
+  sqlite3 *db;
+  (void)state;
+  assert_non_null(mkdtemp(zDir));
+  snprintf(zPath, sizeof(zPath), "%s/conc.db", zDir);
+  db = open_db(zPath);
+  assert_true(exec_ok(db, "PRAGMA journal_mode=WAL"));
+  assert_true(exec_ok(db, "CREATE VIRTUAL TABLE t USING annex(v float[16], "
+                          "tag integer, chunk_size=64)"));
+  assert_true(exec_ok(db, "BEGIN") && insert_rows(db, &seed, INITIAL) &&
+              exec_ok(db, "COMMIT"));
+  sqlite3_close(db);
+  tEnd = now() + (zSec ? atof(zSec) : 3.0);
+  for (int i = 0; i <= READERS; i++) {
+    aPid[i] = fork();
+    assert_true(aPid[i] >= 0);
+    if (aPid[i] == 0) {
+      if (i == 0) writer(zPath, tEnd);
+      reader(zPath, tEnd, 1000u + (unsigned)i);
+    }
+  }
+  for (int i = 0; i <= READERS; i++) {
+    int status;
+    assert_int_equal(waitpid(aPid[i], &status, 0), aPid[i]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fail_msg("%s %d failed (status %d)", i ? "reader" : "writer", i, status);
+    }
+  }
+  db = open_db(zPath);
+  assert_true(exec_ok(db, "INSERT INTO t(t) VALUES('integrity-check')"));
+  sqlite3_close(db);
+  {
+    char zCmd[128];
+    snprintf(zCmd, sizeof(zCmd), "rm -rf %s", zDir);
+    if (system(zCmd) != 0) fail_msg("cannot remove %s", zDir);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_writer_and_readers),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
