@@ -99,33 +99,26 @@ static void writer(const char *zPath, double tEnd) {
   _exit(nTxn > 0 ? 0 : 6);
 }
 
-/* Brute-force top k of the current snapshot (optionally tag = 1 only). */
+/* Brute-force top k distances of the current snapshot (optionally tag = 1
+** only), ascending, into aBest; the rows' vectors into the map for lookup. */
 static int brute_force(sqlite3 *db, const float *q, int bFilter,
-                       int64_t *aOut, long long *pnRows) {
+                       double *aBest, long long *pnRows) {
   sqlite3_stmt *s;
-  double aBest[K];
   int nBest = 0;
   *pnRows = 0;
-  if (sqlite3_prepare_v2(db, "SELECT rowid, v, tag FROM t", -1, &s, 0)) _exit(3);
+  if (sqlite3_prepare_v2(db, "SELECT v, tag FROM t", -1, &s, 0)) _exit(3);
   while (sqlite3_step(s) == SQLITE_ROW) {
-    const float *x = sqlite3_column_blob(s, 1);
-    int64_t id = sqlite3_column_int64(s, 0);
+    const float *x = sqlite3_column_blob(s, 0);
     double d = 0;
     int j;
     (*pnRows)++;
-    if (bFilter && sqlite3_column_int(s, 2) != 1) continue;
+    if (bFilter && sqlite3_column_int(s, 1) != 1) continue;
     for (int c = 0; c < D; c++) d += ((double)x[c] - q[c]) * ((double)x[c] - q[c]);
-    for (j = nBest; j > 0 && (aBest[j - 1] > d ||
-                              (aBest[j - 1] == d && aOut[j - 1] > id));
-         j--) {
-      if (j < K) {
-        aBest[j] = aBest[j - 1];
-        aOut[j] = aOut[j - 1];
-      }
+    for (j = nBest; j > 0 && aBest[j - 1] > d; j--) {
+      if (j < K) aBest[j] = aBest[j - 1];
     }
     if (j < K) {
       aBest[j] = d;
-      aOut[j] = id;
       if (nBest < K) nBest++;
     }
   }
@@ -133,11 +126,31 @@ static int brute_force(sqlite3 *db, const float *q, int bFilter,
   return nBest;
 }
 
-/* One snapshot: k-NN, then the brute force of the same snapshot. */
+/* The squared distance from q of the row annex returned (same snapshot). */
+static double row_dist(sqlite3 *db, int64_t iRowid, const float *q) {
+  sqlite3_stmt *s;
+  double d = -1;
+  if (sqlite3_prepare_v2(db, "SELECT v FROM t WHERE rowid = ?", -1, &s, 0)) {
+    _exit(7);
+  }
+  sqlite3_bind_int64(s, 1, iRowid);
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    const float *x = sqlite3_column_blob(s, 0);
+    d = 0;
+    for (int c = 0; c < D; c++) d += ((double)x[c] - q[c]) * ((double)x[c] - q[c]);
+  }
+  sqlite3_finalize(s);
+  return d;
+}
+
+/* One snapshot: k-NN, then the brute force of the same snapshot. Rows at
+** equal distance may come in either order (float vs double rounding), so
+** the check is on distances: rank i's row must be at the i-th smallest
+** distance of the snapshot, to float precision. */
 static int read_once(sqlite3 *db, unsigned *pSeed, int bFilter) {
   sqlite3_stmt *s;
   float q[D];
-  int64_t aWant[K];
+  double aWant[K];
   long long nRows;
   int n = 0, nWant;
   rand_vec(pSeed, q);
@@ -152,10 +165,13 @@ static int read_once(sqlite3 *db, unsigned *pSeed, int bFilter) {
   sqlite3_bind_blob(s, 1, q, sizeof(q), SQLITE_STATIC);
   nWant = brute_force(db, q, bFilter, aWant, &nRows);
   while (sqlite3_step(s) == SQLITE_ROW) {
-    if (n >= nWant || sqlite3_column_int64(s, 0) != aWant[n]) {
-      fprintf(stderr, "reader: rank %d is row %lld, the snapshot says %lld\n",
-              n, (long long)sqlite3_column_int64(s, 0),
-              n < nWant ? (long long)aWant[n] : -1LL);
+    double d = row_dist(db, sqlite3_column_int64(s, 0), q);
+    if (n >= nWant || d < 0 || d - aWant[n] > 1e-4 * (aWant[n] + 1) ||
+        aWant[n] - d > 1e-4 * (aWant[n] + 1)) {
+      fprintf(stderr, "reader: rank %d is row %lld at %.6f, the snapshot's "
+              "rank %d is at %.6f\n", n,
+              (long long)sqlite3_column_int64(s, 0), d, n,
+              n < nWant ? aWant[n] : -1.0);
       return 0;
     }
     n++;
