@@ -225,6 +225,14 @@ typedef struct annex_conn {
 
 int annex_set_error(sqlite3_vtab *pVtab, const char *zFmt, ...);
 
+/* Split "t" or "schema.t" into zDb (nDb bytes; "main" by default) and the
+** table name *pzTab (pointing into zArg). */
+void annex_split_name(const char *zArg, char *zDb, size_t nDb,
+                      const char **pzTab);
+/* The annex table zDb.zTab if this connection has it open, else NULL. */
+annex_table *annex_find_open(annex_conn *pConn, const char *zDb,
+                             const char *zTab);
+
 /* sqlite3_str_finish that returns "" (allocated) rather than NULL for an
 ** empty string; NULL means out of memory. */
 char *annex_str_finish(sqlite3_str *s);

@@ -156,20 +156,9 @@ static int add_sizes(info_cursor *c, sqlite3 *db, const char *zDb,
   return SQLITE_OK;
 }
 
-static annex_table *find_open(annex_conn *pConn, const char *zDb,
-                              const char *zTab) {
-  for (annex_table *p = pConn->pOpen; p; p = p->pNextOpen) {
-    if (sqlite3_stricmp(p->zName, zTab) == 0 &&
-        sqlite3_stricmp(p->zDb, zDb) == 0) {
-      return p;
-    }
-  }
-  return NULL;
-}
-
 static int add_memory(info_cursor *c, sqlite3 *db, annex_conn *pConn,
                       const char *zDb, const char *zTab) {
-  annex_table *p = find_open(pConn, zDb, zTab);
+  annex_table *p = annex_find_open(pConn, zDb, zTab);
   /* The flat index keeps no vectors in memory between statements: what a
   ** table holds is its object and parsed declaration. */
   sqlite3_int64 n = p ? (sqlite3_int64)(sizeof(*p) + sizeof(*p->pConfig) +
@@ -186,15 +175,10 @@ static int add_memory(info_cursor *c, sqlite3 *db, annex_conn *pConn,
 
 static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   sqlite3 *db = v->db;
-  char zDb[128] = "main";
-  const char *zTab = zArg;
-  const char *zDot = strchr(zArg, '.');
+  char zDb[128];
+  const char *zTab;
   int rc;
-  if (zDot && (size_t)(zDot - zArg) < sizeof(zDb)) {
-    memcpy(zDb, zArg, (size_t)(zDot - zArg));
-    zDb[zDot - zArg] = 0;
-    zTab = zDot + 1;
-  }
+  annex_split_name(zArg, zDb, sizeof(zDb), &zTab);
   rc = add_query(c, db, sqlite3_mprintf(
       "SELECT 'table', %Q UNION ALL "
       "SELECT CASE key WHEN 'dims' THEN 'dimensions' ELSE key END, value "

@@ -128,22 +128,11 @@ static int kb_error(kb_vtab *v, int rc, const char *zFmt, ...) {
 /* The open annex table named zArg ("t" or "schema.t"), connecting it on
 ** this connection first if no statement has used it yet. */
 static int find_table(kb_vtab *v, const char *zArg, annex_table **pp) {
-  char zDb[128] = "main";
-  const char *zTab = zArg, *zDot = strchr(zArg, '.');
-  annex_table *p;
-  if (zDot && (size_t)(zDot - zArg) < sizeof(zDb)) {
-    memcpy(zDb, zArg, (size_t)(zDot - zArg));
-    zDb[zDot - zArg] = 0;
-    zTab = zDot + 1;
-  }
+  char zDb[128];
+  const char *zTab;
+  annex_split_name(zArg, zDb, sizeof(zDb), &zTab);
   for (int iTry = 0; iTry < 2; iTry++) {
-    for (p = v->pConn->pOpen; p; p = p->pNextOpen) {
-      if (sqlite3_stricmp(p->zName, zTab) == 0 &&
-          sqlite3_stricmp(p->zDb, zDb) == 0) {
-        *pp = p;
-        return SQLITE_OK;
-      }
-    }
+    if ((*pp = annex_find_open(v->pConn, zDb, zTab)) != NULL) return SQLITE_OK;
     if (iTry == 0) { /* preparing a statement connects the table */
       sqlite3_stmt *s = NULL;
       char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" WHERE 0", zDb,

@@ -15,6 +15,7 @@
 #include "annex_int.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 int annex_set_error(sqlite3_vtab *pVtab, const char *zFmt, ...) {
@@ -158,6 +159,29 @@ static int annex_destroy(sqlite3_vtab *pVtab) {
   int rc = annex_storage_destroy(p);
   if (rc != SQLITE_OK) return carry_error(p, rc);
   return annex_disconnect(pVtab);
+}
+
+void annex_split_name(const char *zArg, char *zDb, size_t nDb,
+                      const char **pzTab) {
+  const char *zDot = strchr(zArg, '.');
+  snprintf(zDb, nDb, "main");
+  *pzTab = zArg;
+  if (zDot && (size_t)(zDot - zArg) < nDb) {
+    memcpy(zDb, zArg, (size_t)(zDot - zArg));
+    zDb[zDot - zArg] = 0;
+    *pzTab = zDot + 1;
+  }
+}
+
+annex_table *annex_find_open(annex_conn *pConn, const char *zDb,
+                             const char *zTab) {
+  for (annex_table *p = pConn->pOpen; p; p = p->pNextOpen) {
+    if (sqlite3_stricmp(p->zName, zTab) == 0 &&
+        sqlite3_stricmp(p->zDb, zDb) == 0) {
+      return p;
+    }
+  }
+  return NULL;
 }
 
 /* Write paths ************************************************************/
