@@ -17,6 +17,16 @@ SQLITE_EXTENSION_INIT1
 
 #include <string.h>
 
+#include "index/alloc.h"
+
+/* Index code (ext/index/) allocates through alloc.h; point it at SQLite's
+** allocator so that out-of-memory tests reach it. */
+static void *annex_sq_malloc(size_t n) { return sqlite3_malloc64(n); }
+static void *annex_sq_realloc(void *p, size_t n) {
+  return sqlite3_realloc64(p, n);
+}
+static void annex_sq_free(void *p) { sqlite3_free(p); }
+
 #if defined(_WIN32)
 __declspec(dllexport)
 #elif defined(__GNUC__)
@@ -39,6 +49,11 @@ int sqlite3_annex_init(sqlite3 *db, char **pzErrMsg,
     return SQLITE_ERROR;
   }
   annex_distance_init();
+  {
+    static const annex_allocator a = {annex_sq_malloc, annex_sq_realloc,
+                                      annex_sq_free};
+    annex_alloc_set(&a);
+  }
   pConn = sqlite3_malloc64(sizeof(*pConn));
   if (pConn == NULL) return SQLITE_NOMEM;
   memset(pConn, 0, sizeof(*pConn));
