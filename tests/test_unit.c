@@ -100,7 +100,12 @@ static void test_config_defaults(void **state) {
 
 static void test_config_errors(void **state) {
   (void)state;
-  expect_parse_error("index=hnsw", "unknown index kind 'hnsw'");
+  expect_parse_error("index=annoy", "unknown index kind 'annoy'");
+  expect_parse_error("index=hnsw(m=1)", "m=1: expected an integer from 2");
+  expect_parse_error("index=hnsw(m=16, m=8)", "given twice");
+  expect_parse_error("index=hnsw(efs=3)", "unknown hnsw parameter 'efs'");
+  expect_parse_error("index=hnsw(m=16", "missing ')'");
+  expect_parse_error("index=hnsw(m)", "expected key=value");
   expect_parse_error("index=flat(x=1)", "takes no parameters");
   expect_parse_error("colour=red", "unknown option 'colour'");
   expect_parse_error("chunk_size=100", "power of two");

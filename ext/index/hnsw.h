@@ -69,10 +69,13 @@ typedef struct annex_hnsw_params {
 ** graph, and return 0, ANNEX_HNSW_ABSENT, or an error of the caller's. */
 typedef struct annex_hnsw_io {
   void *pCtx;
-  /* The record of node id: *pa/*pn point at its bytes until the next call. */
+  /* The record of node id: *pa and *pn give its bytes until the next call. */
   int (*xRecord)(void *pCtx, uint32_t id, const unsigned char **pa,
                  size_t *pn);
-  /* The stored vector of id, written to out (annex_vector_bytes bytes). */
+  /* The stored vector of id, written to out (annex_vector_bytes bytes).
+  ** ANNEX_HNSW_ABSENT here too makes the node absent: a deleted row whose
+  ** storage is gone. Absent nodes (and ids a list names that are neither in
+  ** memory nor loadable) are skipped by search and insert alike. */
   int (*xVector)(void *pCtx, uint32_t id, void *out);
 } annex_hnsw_io;
 

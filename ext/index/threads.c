@@ -3,6 +3,10 @@
 */
 #include "threads.h"
 
+#ifdef ANNEX_HAVE_OPENMP
+#include <omp.h>
+#endif
+
 static int g_nThread; /* 0 = the default */
 
 /* One thread unless asked for more: an exact scan is memory-bound, and on
@@ -14,6 +18,14 @@ static int default_threads(void) { return 1; }
 int annex_thread_count(void) {
   int n = __atomic_load_n(&g_nThread, __ATOMIC_RELAXED);
   return n > 0 ? n : default_threads();
+}
+
+int annex_build_threads(void) {
+  int n = __atomic_load_n(&g_nThread, __ATOMIC_RELAXED);
+#ifdef ANNEX_HAVE_OPENMP
+  if (n <= 0) n = omp_get_num_procs();
+#endif
+  return n > 0 ? n : 1;
 }
 
 int annex_thread_set(int n) {

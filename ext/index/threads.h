@@ -12,6 +12,11 @@
 /* Threads parallel scans and batch queries may use (>= 1). */
 int annex_thread_count(void);
 
+/* Threads an index build (graph construction, k-means) uses: the count set
+** with annex_thread_set, or, when none was set, every processor: builds
+** are compute-bound, unlike scans. */
+int annex_build_threads(void);
+
 /* Set the count; n <= 0 restores the default. Returns the count in force. */
 int annex_thread_set(int n);
 

@@ -31,6 +31,9 @@
 
 #include "annex_int.h"
 
+/* Queries with a larger k (or a LIMIT above it) take the exact scan. */
+#define ANNEX_ANN_MAX_K 4096
+
 /* xSearch's answer when the exact scan should answer instead. */
 #define ANNEX_ANN_EXACT (SQLITE_INTERNAL | (78 << 8))
 
@@ -95,18 +98,25 @@ struct annex_ann_ops {
 
   /* A command; *pbDone = 0 when zCmd is not this index's. */
   int (*xCommand)(annex_ann *a, const char *zCmd, int *pbDone);
-  /* Facts for annex_info: call add(pCtx, key, value) for each. */
+  /* Facts for annex_info: call xAdd(pCtx, key, value) for each, the value
+  ** written as an SQL literal ("16", "'pending: ...'" from %Q). */
   int (*xInfo)(annex_ann *a, void *pCtx,
-               int (*xAdd)(void *pCtx, const char *zKey, sqlite3_value *v));
+               int (*xAdd)(void *pCtx, const char *zKey,
+                           const char *zSqlValue));
   /* Check the index against the stored rows ('integrity-check'): return
   ** SQLITE_CORRUPT_VTAB with a message naming what is wrong. */
   int (*xIntegrity)(annex_ann *a);
 };
 
+/* The kinds (each in its own file). */
+extern const annex_ann_ops annex_hnsw_ops;
+
 /* The kind named zKind, or NULL (ann.c). */
 const annex_ann_ops *annex_ann_find(const char *zKind);
 /* "flat, hnsw, ivf" — the kinds this build knows, for messages. */
 const char *annex_ann_kinds(void);
+/* 1 if zSuffix names a shadow table of some kind (xShadowName). */
+int annex_ann_shadow_name(const char *zSuffix);
 
 /* The value of index parameter zKey from CREATE (NULL if not given). */
 const char *annex_config_param(const annex_config *c, const char *zKey);
@@ -122,6 +132,10 @@ int annex_param_double(const annex_config *c, const char *zKey, double rMin,
 void annex_progress_set(annex_table *p, const char *zPhase,
                         sqlite3_int64 nDone, sqlite3_int64 nTotal);
 void annex_progress_clear(annex_table *p);
+/* 1 and the operation's phase and counts if one runs on zDb.zTab. */
+int annex_progress_get(sqlite3 *db, const char *zDb, const char *zTab,
+                       char *zPhase, size_t nPhase, sqlite3_int64 *pnDone,
+                       sqlite3_int64 *pnTotal);
 
 /* Helpers for index code in ext/vtab: the table's live rows. */
 /* Read rowid and liveness of global slot iSlot (SQLITE_DONE: no chunk). */

@@ -51,8 +51,18 @@ typedef enum annex_col_kind {
 } annex_col_kind;
 
 typedef enum annex_index_kind {
-  ANNEX_INDEX_FLAT = 1 /* exact scan; the only kind so far */
+  ANNEX_INDEX_FLAT = 1, /* exact scan only */
+  ANNEX_INDEX_ANN = 2   /* an approximate index beside the rows (ann.h) */
 } annex_index_kind;
+
+struct annex_ann_ops;
+
+/* Most key=value parameters index=KIND(...) may carry, and their sizes. */
+#define ANNEX_MAX_PARAMS 16
+typedef struct annex_param {
+  char zKey[32];  /* parameter name, lower case */
+  char zVal[64];  /* its value as written, trimmed */
+} annex_param;
 
 typedef struct annex_column {
   char *zName;          /* column name as the user wrote it (owned) */
@@ -71,6 +81,9 @@ typedef struct annex_config {
   int nMeta;            /* metadata columns (compact copies in chunks) */
   size_t szVec;         /* bytes per stored vector */
   annex_index_kind eIndex; /* index kind */
+  const struct annex_ann_ops *pAnnOps; /* the ANN kind, or NULL for flat */
+  int nParam;           /* parameters of index=KIND(...) */
+  annex_param aParam[ANNEX_MAX_PARAMS]; /* ... in the order written */
   int nChunk;           /* vectors per chunk (power of two) */
 } annex_config;
 
@@ -81,7 +94,7 @@ int annex_config_parse(int argc, const char *const *argv, annex_config **pp,
 void annex_config_free(annex_config *p);
 const char *annex_elem_name(annex_elem e);
 const char *annex_metric_name(annex_metric m);
-const char *annex_index_name(annex_index_kind k);
+const char *annex_index_name(const annex_config *c);
 
 /**************************************************************************
 ** vector.c — vectors in and out: float32/int8/bit BLOBs and JSON text.
@@ -151,11 +164,17 @@ size_t annex_chunk_vector_offset(const annex_config *c);
 size_t annex_chunk_bytes(const annex_config *c);
 
 /* apVal: one value per user column (index = column number). */
+/* Each reports the global slot written (*piSlot; -1 when a delete found no
+** row) and, where pVecOut is not NULL, copies the parsed vector there
+** (szVec bytes; for update only when *pbVec says the vector changed). */
 int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
-                         sqlite3_value **apVal, sqlite3_int64 *piRowid);
-int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid);
+                         sqlite3_value **apVal, sqlite3_int64 *piRowid,
+                         sqlite3_int64 *piSlot, void *pVecOut);
+int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid,
+                         sqlite3_int64 *piSlot);
 int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
-                         sqlite3_int64 iNew, sqlite3_value **apVal);
+                         sqlite3_int64 iNew, sqlite3_value **apVal,
+                         sqlite3_int64 *piSlot, void *pVecOut, int *pbVec);
 
 /* Global slot of row iRowid; SQLITE_DONE if there is no such row. */
 int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
@@ -170,6 +189,9 @@ int annex_storage_slots(annex_table *p, sqlite3_int64 *pn);
 int annex_meta_encode(annex_table *p, int iCol, sqlite3_value *v, int bCreate,
                       annex_mvalue *pOut);
 
+/* Set config key zKey to integer v (inside the user's transaction). */
+int annex_storage_config_set_int(annex_table *p, const char *zKey,
+                                 sqlite3_int64 v);
 /* Config value as integer; SQLITE_CORRUPT_VTAB if absent or not integer. */
 int annex_storage_config_int(annex_table *p, const char *zKey,
                              sqlite3_int64 *pv);
@@ -210,13 +232,15 @@ struct annex_table {
   int iHiddenBase;       /* column number of the first hidden column */
   annex_table *pNextOpen;/* next open table of this connection */
   struct annex_conn *pConn; /* per-connection context (borrowed) */
+  struct annex_ann *pAnn;   /* the ANN index's state, or NULL (owned) */
+  void *pVecBuf;            /* one vector, szVec bytes, for writes (owned) */
 };
 
 /* Column numbers of the hidden columns, relative to iHiddenBase. */
 #define ANNEX_HID_DISTANCE 0
 #define ANNEX_HID_K 1
 #define ANNEX_HID_COMMAND 2 /* the column named like the table */
-#define ANNEX_HID_COUNT 3
+#define ANNEX_HID_KNOB 3    /* ef_search / nprobe / ...: ANN tables only */
 
 /* Per-connection state shared by the modules annex registers. */
 typedef struct annex_conn {
@@ -285,6 +309,7 @@ typedef struct annex_knn_query {
   const annex_mfilter *pFilter;  /* compact-metadata filter, or NULL */
   sqlite3_int64 nAllowedSlots;   /* bits in aAllowed */
   sqlite3_int64 nAllowed;        /* set bits in aAllowed */
+  sqlite3_int64 nKnob;           /* ANN search knob, 0 = index default */
 } annex_knn_query;
 
 /* knn_exact's answer when pFilter met a value it cannot judge: the caller

@@ -8,6 +8,7 @@
 **                     chunk, slot or row.
 */
 #include "annex_int.h"
+#include "ann.h"
 #include "../index/flat.h"
 
 #include <stdarg.h>
@@ -140,6 +141,7 @@ int annex_integrity_check(annex_table *p) {
     return corrupt(p, "%s_rows has %lld rows but the chunks hold %lld live "
                    "vectors", p->zName, nRows, nLive);
   }
+  if (rc == SQLITE_OK && p->pAnn) rc = p->pAnn->pOps->xIntegrity(p->pAnn);
   return rc;
 }
 
@@ -149,6 +151,12 @@ int annex_command(annex_table *p, sqlite3_value *pCmd) {
   if (sqlite3_stricmp(z, "integrity-check") == 0) {
     return annex_integrity_check(p);
   }
+  if (p->pAnn) {
+    int bDone = 0;
+    int rc = p->pAnn->pOps->xCommand(p->pAnn, z, &bDone);
+    if (bDone || rc != SQLITE_OK) return rc;
+  }
   return annex_set_error(&p->base, "unknown command '%s' for %s (commands: "
-                         "integrity-check)", z, p->zName);
+                         "integrity-check%s)", z, p->zName,
+                         p->pAnn ? ", rebuild, optimize" : "");
 }

@@ -8,12 +8,15 @@
 **                    TYPE is float (alias float32), int8 or bit
 **   metadata column  NAME text|integer|real        (filterable)
 **   auxiliary column +NAME [any declared type]     (stored, not filterable)
-**   option           index=flat | chunk_size=N
+**   option           index=KIND | index=KIND(key=value, ...) | chunk_size=N
+**                    KIND is flat or an ANN kind of ann.c (hnsw, ivf, ...);
+**                    the kind's xParams checks its parameters
 **
 ** Exactly one vector column. Names are case-insensitive and may be quoted
 ** with "", `` or []. Every error names the offending argument.
 */
 #include "annex_int.h"
+#include "ann.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -38,8 +41,8 @@ const char *annex_metric_name(annex_metric m) {
   return "?";
 }
 
-const char *annex_index_name(annex_index_kind k) {
-  return k == ANNEX_INDEX_FLAT ? "flat" : "?";
+const char *annex_index_name(const annex_config *c) {
+  return c->pAnnOps ? c->pAnnOps->zKind : "flat";
 }
 
 /* A cursor over one argument string. */
@@ -178,35 +181,86 @@ static int parse_vector_type(arg_scan *s, annex_config *p, char **pzErr) {
   return 1;
 }
 
-/* Parse the value of index=KIND or index=KIND(...). */
+/* Parse "key = value" items of index=KIND(...) up to the closing ')'. */
+static int parse_params(const char *zArg, arg_scan *s, annex_config *p,
+                        char **pzErr) {
+  s->i++; /* '(' */
+  skip_space(s);
+  while (s->z[s->i] && s->z[s->i] != ')') {
+    annex_param *a;
+    int n = 0;
+    if (p->nParam == ANNEX_MAX_PARAMS) {
+      *pzErr = sqlite3_mprintf("too many index parameters in \"%s\"", zArg);
+      return SQLITE_ERROR;
+    }
+    a = &p->aParam[p->nParam];
+    read_word(s, a->zKey, sizeof(a->zKey));
+    skip_space(s);
+    if (a->zKey[0] == 0 || s->z[s->i] != '=') {
+      *pzErr = sqlite3_mprintf("expected key=value in index parameters of "
+                               "\"%s\"", zArg);
+      return SQLITE_ERROR;
+    }
+    s->i++;
+    skip_space(s);
+    while (s->z[s->i] && s->z[s->i] != ',' && s->z[s->i] != ')' &&
+           !isspace((unsigned char)s->z[s->i])) {
+      if (n + 1 < (int)sizeof(a->zVal)) a->zVal[n++] = s->z[s->i];
+      s->i++;
+    }
+    a->zVal[n] = 0;
+    skip_space(s);
+    for (int j = 0; j < p->nParam; j++) {
+      if (strcmp(p->aParam[j].zKey, a->zKey) == 0) {
+        *pzErr = sqlite3_mprintf("index parameter %s given twice in \"%s\"",
+                                 a->zKey, zArg);
+        return SQLITE_ERROR;
+      }
+    }
+    p->nParam++;
+    if (s->z[s->i] == ',') {
+      s->i++;
+      skip_space(s);
+    }
+  }
+  if (s->z[s->i] != ')') {
+    *pzErr = sqlite3_mprintf("missing ')' in \"%s\"", zArg);
+    return SQLITE_ERROR;
+  }
+  s->i++;
+  skip_space(s);
+  return SQLITE_OK;
+}
+
+/* Parse the value of index=KIND or index=KIND(...). The kind's parameters
+** are checked once the vector column is known (annex_config_parse). */
 static int parse_index(const char *zArg, const char *zVal, annex_config *p,
                        char **pzErr) {
   arg_scan s = {zVal, 0};
   char zKind[32];
+  int rc = SQLITE_OK;
   read_word(&s, zKind, sizeof(zKind));
   skip_space(&s);
-  if (strcmp(zKind, "flat") != 0) {
+  if (strcmp(zKind, "flat") == 0) {
+    p->eIndex = ANNEX_INDEX_FLAT;
+  } else if ((p->pAnnOps = annex_ann_find(zKind)) != NULL) {
+    p->eIndex = ANNEX_INDEX_ANN;
+  } else {
     *pzErr = sqlite3_mprintf("unknown index kind '%s' in \"%s\" (this build "
-                             "supports: flat)", zKind, zArg);
+                             "supports: %s)", zKind, zArg, annex_ann_kinds());
     return SQLITE_ERROR;
   }
-  if (s.z[s.i] == '(') {
-    s.i++;
-    skip_space(&s);
-    if (s.z[s.i] != ')') {
-      *pzErr = sqlite3_mprintf("index=flat takes no parameters: \"%s\"", zArg);
-      return SQLITE_ERROR;
-    }
-    s.i++;
-    skip_space(&s);
+  if (s.z[s.i] == '(') rc = parse_params(zArg, &s, p, pzErr);
+  if (rc == SQLITE_OK && p->eIndex == ANNEX_INDEX_FLAT && p->nParam > 0) {
+    *pzErr = sqlite3_mprintf("index=flat takes no parameters: \"%s\"", zArg);
+    rc = SQLITE_ERROR;
   }
-  if (s.z[s.i] != 0) {
+  if (rc == SQLITE_OK && s.z[s.i] != 0) {
     *pzErr = sqlite3_mprintf("unexpected text after index kind in \"%s\"",
                              zArg);
-    return SQLITE_ERROR;
+    rc = SQLITE_ERROR;
   }
-  p->eIndex = ANNEX_INDEX_FLAT;
-  return SQLITE_OK;
+  return rc;
 }
 
 /* Vectors per chunk. The default is the largest power of two up to
@@ -428,6 +482,7 @@ int annex_config_parse(int argc, const char *const *argv, annex_config **pp,
   }
   if (rc == SQLITE_OK) rc = check_names(p, argc > 2 ? argv[2] : NULL, pzErr);
   if (rc == SQLITE_OK) rc = settle_chunk_size(p, bChunkSet, pzErr);
+  if (rc == SQLITE_OK && p->pAnnOps) rc = p->pAnnOps->xParams(p, pzErr);
   if (rc != SQLITE_OK) {
     annex_config_free(p);
     return rc;

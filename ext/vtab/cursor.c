@@ -6,6 +6,7 @@
 ** and distance are fetched from T_rows only when SQLite asks for them.
 */
 #include "annex_int.h"
+#include "ann.h"
 
 #include <string.h>
 
@@ -180,6 +181,17 @@ static int knn_args(annex_cursor *c, const annex_term *aTerm, int nTerm,
         sqlite3_free(zErr);
         break;
       }
+      case 'N': {
+        char *zErr = NULL;
+        rc = annex_read_k(v, &q->nKnob, &zErr);
+        if (rc == SQLITE_ERROR) {
+          /* annex_read_k's message names k: name the knob instead. */
+          annex_set_error(&p->base, "%s must be a positive integer",
+                          cfg->pAnnOps->zKnob);
+        }
+        sqlite3_free(zErr);
+        break;
+      }
       case 'L': bLimit = 1; nLimit = sqlite3_value_int64(v); break;
       case 'F': nOffset = sqlite3_value_int64(v); break;
       case 'D': case 'E': {
@@ -215,6 +227,62 @@ static void sort_more(annex_cursor *c) {
   if (c->nSorted > c->nHit) c->nSorted = c->nHit;
 }
 
+/* Turn the ANN index's (score, slot) hits into (score, rowid) hits of live
+** rows, in (score, rowid) order. */
+static int ann_hits_to_rows(annex_table *p, annex_hit *a, sqlite3_int64 *pn) {
+  sqlite3_int64 n = 0;
+  for (sqlite3_int64 i = 0; i < *pn; i++) {
+    sqlite3_int64 iRowid;
+    int bLive = 0;
+    int rc = annex_storage_slot_info(p, a[i].rowid, &iRowid, &bLive);
+    if (rc == SQLITE_DONE) continue;
+    if (rc != SQLITE_OK) return rc;
+    if (!bLive) return SQLITE_CORRUPT_VTAB; /* the index lost a delete */
+    a[n].score = a[i].score;
+    a[n++].rowid = iRowid;
+  }
+  annex_hits_sort(a, (size_t)n);
+  *pn = n;
+  return SQLITE_OK;
+}
+
+/* Ask the ANN index. ANNEX_ANN_EXACT when the exact scan must answer: the
+** index says so, or it found fewer than k rows although more match. */
+static int knn_ann(annex_cursor *c, const annex_knn_query *q,
+                   const annex_term *aTerm, int nTerm, sqlite3_value **argv) {
+  annex_table *p = (annex_table *)c->base.pVtab;
+  annex_ann_query aq;
+  unsigned char *aAllowed = NULL;
+  int rc = SQLITE_OK;
+  memset(&aq, 0, sizeof(aq));
+  aq.pQuery = q->pQuery;
+  aq.k = q->k;
+  aq.nKnob = q->nKnob;
+  for (int i = 0; i < nTerm; i++) {
+    char op = aTerm[i].cOp;
+    if ((op >= 'a' && op <= 'k') || op == 'P' || op == 'Q') {
+      rc = annex_filter_build(p, aTerm, nTerm, argv, &aAllowed,
+                              &aq.nAllowedSlots, &aq.nAllowed);
+      break;
+    }
+  }
+  aq.aAllowed = aAllowed;
+  if (rc == SQLITE_OK) {
+    rc = p->pAnn->pOps->xSearch(p->pAnn, &aq, &c->aHit, &c->nHit);
+  }
+  if (rc == SQLITE_OK) rc = ann_hits_to_rows(p, c->aHit, &c->nHit);
+  if (rc == SQLITE_OK && aAllowed && c->nHit < q->k && c->nHit < aq.nAllowed) {
+    rc = ANNEX_ANN_EXACT;
+  }
+  if (rc != SQLITE_OK) {
+    sqlite3_free(c->aHit);
+    c->aHit = NULL;
+    c->nHit = 0;
+  }
+  sqlite3_free(aAllowed);
+  return rc;
+}
+
 static int filter_knn(annex_cursor *c, const annex_term *aTerm, int nTerm,
                       sqlite3_value **argv) {
   annex_table *p = (annex_table *)c->base.pVtab;
@@ -226,6 +294,12 @@ static int filter_knn(annex_cursor *c, const annex_term *aTerm, int nTerm,
   memset(&q, 0, sizeof(q));
   rc = knn_args(c, aTerm, nTerm, argv, &q, &bEmpty);
   if (rc != SQLITE_OK || bEmpty) return rc;
+  /* An ANN index answers k-NN with a k; radius and unbounded queries, and
+  ** whatever the index declines, take the exact scan. */
+  if (p->pAnn && q.k > 0 && !q.bRadius && q.k <= ANNEX_ANN_MAX_K) {
+    rc = knn_ann(c, &q, aTerm, nTerm, argv);
+    if (rc != ANNEX_ANN_EXACT) goto done;
+  }
   /* Filters run on the chunks' compact metadata when they can; otherwise
   ** (or when a chunk holds a value that needs its bytes) through SQL. */
   rc = annex_filter_compile(p, aTerm, nTerm, argv, &pFilter);

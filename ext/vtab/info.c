@@ -10,6 +10,7 @@
 ** Reads the shadow tables through SQL, so it works from any connection.
 */
 #include "annex_int.h"
+#include "ann.h"
 
 #include <string.h>
 
@@ -173,6 +174,39 @@ static int add_memory(info_cursor *c, sqlite3 *db, annex_conn *pConn,
   return rc;
 }
 
+typedef struct info_add_ctx {
+  info_cursor *c;
+  sqlite3 *db;
+} info_add_ctx;
+
+static int add_ann_fact(void *pCtx, const char *zKey, const char *zSqlValue) {
+  info_add_ctx *x = (info_add_ctx *)pCtx;
+  return add_query(x->c, x->db, sqlite3_mprintf("SELECT %Q, %s", zKey,
+                                                zSqlValue));
+}
+
+/* The ANN index's own facts (when this connection has the table open) and
+** the progress of a long operation on it (from any connection). */
+static int add_index(info_cursor *c, sqlite3 *db, annex_conn *pConn,
+                     const char *zDb, const char *zTab) {
+  annex_table *p = annex_find_open(pConn, zDb, zTab);
+  char zPhase[32];
+  sqlite3_int64 nDone, nTotal;
+  int rc = SQLITE_OK;
+  info_add_ctx x;
+  x.c = c;
+  x.db = db;
+  if (p && p->pAnn) rc = p->pAnn->pOps->xInfo(p->pAnn, &x, add_ann_fact);
+  if (rc == SQLITE_OK && annex_progress_get(db, zDb, zTab, zPhase,
+                                            sizeof(zPhase), &nDone,
+                                            &nTotal)) {
+    rc = add_query(c, db, sqlite3_mprintf(
+        "SELECT 'progress_phase', %Q UNION ALL SELECT 'progress_done', %lld "
+        "UNION ALL SELECT 'progress_total', %lld", zPhase, nDone, nTotal));
+  }
+  return rc;
+}
+
 static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   sqlite3 *db = v->db;
   char zDb[128];
@@ -203,6 +237,7 @@ static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   }
   if (rc == SQLITE_OK) rc = add_sizes(c, db, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_memory(c, db, v->pConn, zDb, zTab);
+  if (rc == SQLITE_OK) rc = add_index(c, db, v->pConn, zDb, zTab);
   return rc;
 }
 

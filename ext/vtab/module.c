@@ -4,15 +4,19 @@
 **
 ** Declared schema of a table (what SELECT * and INSERT see):
 **   user columns in declaration order, then the hidden columns
-**   distance (k-NN result distance), k (k-NN constraint), and a column named
-**   like the table, which receives FTS5-style commands.
+**   distance (k-NN result distance), k (k-NN constraint), a column named
+**   like the table, which receives FTS5-style commands, and, for a table
+**   with an ANN index, the index's per-query knob (ef_search, nprobe, ...).
 **
 ** Transactions: all state lives in the shadow tables, so SQLite's journal
-** makes writes atomic. The only in-memory state that outlives a statement
-** is the slot counter cache and the "change counter bumped" flag; both are
-** dropped at every commit, rollback and ROLLBACK TO.
+** makes writes atomic. The table's own in-memory state that outlives a
+** statement is the slot counter cache and the "change counter bumped"
+** flag; both are dropped at every commit, rollback and ROLLBACK TO. An ANN
+** index (ann.h) hears every write and every transaction boundary and keeps
+** its own memory in step.
 */
 #include "annex_int.h"
+#include "ann.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,13 +63,17 @@ static char *declare_sql(const annex_table *p) {
                         c->aCol[i].eKind == ANNEX_COL_META ? c->aCol[i].zType
                                                            : "");
   }
-  sqlite3_str_appendf(s, "distance HIDDEN, k HIDDEN, \"%w\" HIDDEN)",
+  sqlite3_str_appendf(s, "distance HIDDEN, k HIDDEN, \"%w\" HIDDEN",
                       p->zName);
+  if (c->pAnnOps) sqlite3_str_appendf(s, ", %s HIDDEN", c->pAnnOps->zKnob);
+  sqlite3_str_appendall(s, ")");
   return annex_str_finish(s);
 }
 
 static void table_free(annex_table *p) {
   if (p == NULL) return;
+  if (p->pAnn) p->pAnn->pOps->xClose(p->pAnn);
+  sqlite3_free(p->pVecBuf);
   annex_storage_close(p);
   annex_config_free(p->pConfig);
   sqlite3_free(p->zDb);
@@ -119,6 +127,15 @@ static int annex_init(sqlite3 *db, void *pAux, int argc,
     rc = bCreate ? annex_storage_create(p, pzErr)
                  : annex_storage_check_format(p, pzErr);
   }
+  if (rc == SQLITE_OK && p->pConfig->pAnnOps) {
+    const annex_ann_ops *pOps = p->pConfig->pAnnOps;
+    if (bCreate) rc = pOps->xCreate(p, pzErr);
+    if (rc == SQLITE_OK) rc = pOps->xOpen(p, &p->pAnn);
+    if (rc == SQLITE_OK) {
+      p->pVecBuf = sqlite3_malloc64(p->pConfig->szVec);
+      if (p->pVecBuf == NULL) rc = SQLITE_NOMEM;
+    }
+  }
   if (rc == SQLITE_OK) {
     sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
   }
@@ -156,7 +173,9 @@ static int annex_disconnect(sqlite3_vtab *pVtab) {
 
 static int annex_destroy(sqlite3_vtab *pVtab) {
   annex_table *p = (annex_table *)pVtab;
-  int rc = annex_storage_destroy(p);
+  int rc = SQLITE_OK;
+  if (p->pConfig->pAnnOps) rc = p->pConfig->pAnnOps->xDestroy(p);
+  if (rc == SQLITE_OK) rc = annex_storage_destroy(p);
   if (rc != SQLITE_OK) return carry_error(p, rc);
   return annex_disconnect(pVtab);
 }
@@ -194,15 +213,38 @@ static sqlite3_value *command_value(annex_table *p, int argc,
   return NULL;
 }
 
-static int check_hidden_unset(annex_table *p, sqlite3_value **argv) {
+static int check_hidden_unset(annex_table *p, int argc,
+                              sqlite3_value **argv) {
   int iDist = 2 + p->iHiddenBase + ANNEX_HID_DISTANCE;
   int iK = 2 + p->iHiddenBase + ANNEX_HID_K;
+  int iKnob = 2 + p->iHiddenBase + ANNEX_HID_KNOB;
   if (sqlite3_value_type(argv[iDist]) != SQLITE_NULL ||
-      sqlite3_value_type(argv[iK]) != SQLITE_NULL) {
-    return annex_set_error(&p->base, "distance and k are query-only columns "
-                           "of %s and cannot be written", p->zName);
+      sqlite3_value_type(argv[iK]) != SQLITE_NULL ||
+      (iKnob < argc && sqlite3_value_type(argv[iKnob]) != SQLITE_NULL)) {
+    return annex_set_error(&p->base, "distance, k%s%s are query-only columns "
+                           "of %s and cannot be written",
+                           iKnob < argc ? " and " : "",
+                           iKnob < argc ? p->pConfig->pAnnOps->zKnob : "",
+                           p->zName);
   }
   return SQLITE_OK;
+}
+
+/* Tell the ANN index, if any, about a row write. */
+static int ann_after_insert(annex_table *p, sqlite3_int64 iSlot) {
+  if (p->pAnn == NULL) return SQLITE_OK;
+  return p->pAnn->pOps->xInsert(p->pAnn, iSlot, p->pVecBuf);
+}
+static int ann_after_delete(annex_table *p, sqlite3_int64 iSlot) {
+  if (p->pAnn == NULL || iSlot < 0) return SQLITE_OK;
+  return p->pAnn->pOps->xDelete(p->pAnn, iSlot);
+}
+
+static int delete_row(annex_table *p, sqlite3_int64 iRowid) {
+  sqlite3_int64 iSlot;
+  int rc = annex_storage_delete(p, iRowid, &iSlot);
+  if (rc == SQLITE_OK) rc = ann_after_delete(p, iSlot);
+  return rc;
 }
 
 /* Parse pVec as a vector of the table's column, only for its error. */
@@ -230,7 +272,7 @@ static int resolve_conflict(annex_table *p, sqlite3_int64 iRowid,
                             sqlite3_value *pVec) {
   if (sqlite3_vtab_on_conflict(p->db) == SQLITE_REPLACE) {
     int rc = pVec ? check_vector(p, pVec) : SQLITE_OK;
-    return rc == SQLITE_OK ? annex_storage_delete(p, iRowid) : rc;
+    return rc == SQLITE_OK ? delete_row(p, iRowid) : rc;
   }
   annex_set_error(&p->base, "UNIQUE constraint failed: %s.rowid", p->zName);
   return SQLITE_CONSTRAINT;
@@ -252,7 +294,11 @@ static int do_insert(annex_table *p, sqlite3_value *pRowid,
       rc = SQLITE_OK;
     }
   }
-  if (rc == SQLITE_OK) rc = annex_storage_insert(p, pRowid, apCol, piRowid);
+  if (rc == SQLITE_OK) {
+    sqlite3_int64 iSlot;
+    rc = annex_storage_insert(p, pRowid, apCol, piRowid, &iSlot, p->pVecBuf);
+    if (rc == SQLITE_OK) rc = ann_after_insert(p, iSlot);
+  }
   return rc;
 }
 
@@ -274,7 +320,14 @@ static int do_update(annex_table *p, sqlite3_int64 iOld, sqlite3_value *pNew,
       rc = SQLITE_OK;
     }
   }
-  if (rc == SQLITE_OK) rc = annex_storage_update(p, iOld, iNew, apCol);
+  if (rc == SQLITE_OK) {
+    int bVec = 0;
+    rc = annex_storage_update(p, iOld, iNew, apCol, &iSlot, p->pVecBuf,
+                              &bVec);
+    if (rc == SQLITE_OK && bVec && p->pAnn) {
+      rc = p->pAnn->pOps->xUpdateVector(p->pAnn, iSlot, p->pVecBuf);
+    }
+  }
   return rc;
 }
 
@@ -284,7 +337,7 @@ static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
   int rc;
   sqlite3_value *pCmd;
   if (argc == 1) {
-    rc = annex_storage_delete(p, sqlite3_value_int64(argv[0]));
+    rc = delete_row(p, sqlite3_value_int64(argv[0]));
   } else if ((pCmd = command_value(p, argc, argv)) != NULL) {
     if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
       rc = annex_set_error(pVtab, "commands are given with INSERT: INSERT "
@@ -293,7 +346,7 @@ static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
       rc = annex_command(p, pCmd);
     }
   } else {
-    rc = check_hidden_unset(p, argv);
+    rc = check_hidden_unset(p, argc, argv);
     if (rc == SQLITE_OK && sqlite3_value_type(argv[0]) == SQLITE_NULL) {
       rc = do_insert(p, argv[1], argv + 2, pRowid);
     } else if (rc == SQLITE_OK) {
@@ -306,29 +359,42 @@ static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
 
 /* Transactions ***********************************************************/
 
+#define ANN(p) (((annex_table *)(p))->pAnn)
+
 static int annex_begin(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
   return SQLITE_OK;
 }
 
 static int annex_sync(sqlite3_vtab *pVtab) {
-  annex_storage_reset_blobs((annex_table *)pVtab);
-  return SQLITE_OK;
+  annex_table *p = (annex_table *)pVtab;
+  int rc = SQLITE_OK;
+  annex_storage_reset_blobs(p);
+  /* The index writes what it buffered: this is the last moment the
+  ** transaction can still take writes (FTS5 flushes here too). */
+  if (p->pAnn) rc = p->pAnn->pOps->xSync(p->pAnn);
+  annex_storage_reset_blobs(p);
+  return carry_error(p, rc);
 }
 
 static int annex_commit(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
+  if (ANN(pVtab)) ANN(pVtab)->pOps->xCommit(ANN(pVtab));
   return SQLITE_OK;
 }
 
 static int annex_rollback(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
+  if (ANN(pVtab)) ANN(pVtab)->pOps->xRollback(ANN(pVtab));
   return SQLITE_OK;
 }
 
 static int annex_savepoint(sqlite3_vtab *pVtab, int iSavepoint) {
-  (void)iSavepoint;
   annex_storage_reset_blobs((annex_table *)pVtab);
+  if (ANN(pVtab)) {
+    return carry_error((annex_table *)pVtab,
+                       ANN(pVtab)->pOps->xSavepoint(ANN(pVtab), iSavepoint));
+  }
   return SQLITE_OK;
 }
 
@@ -339,8 +405,8 @@ static int annex_release(sqlite3_vtab *pVtab, int iSavepoint) {
 }
 
 static int annex_rollback_to(sqlite3_vtab *pVtab, int iSavepoint) {
-  (void)iSavepoint;
   annex_storage_end_txn((annex_table *)pVtab);
+  if (ANN(pVtab)) ANN(pVtab)->pOps->xRollbackTo(ANN(pVtab), iSavepoint);
   return SQLITE_OK;
 }
 
@@ -348,7 +414,9 @@ static int annex_rollback_to(sqlite3_vtab *pVtab, int iSavepoint) {
 
 static int annex_rename(sqlite3_vtab *pVtab, const char *zNew) {
   annex_table *p = (annex_table *)pVtab;
-  int rc = annex_storage_rename(p, zNew);
+  int rc = SQLITE_OK;
+  if (p->pConfig->pAnnOps) rc = p->pConfig->pAnnOps->xRename(p, zNew);
+  if (rc == SQLITE_OK) rc = annex_storage_rename(p, zNew);
   if (rc == SQLITE_OK) {
     char *z = sqlite3_mprintf("%s", zNew);
     if (z == NULL) return SQLITE_NOMEM;
@@ -363,7 +431,7 @@ static int annex_shadow_name(const char *zSuffix) {
   for (size_t i = 0; i < sizeof(azShadow) / sizeof(azShadow[0]); i++) {
     if (sqlite3_stricmp(zSuffix, azShadow[i]) == 0) return 1;
   }
-  return 0;
+  return annex_ann_shadow_name(zSuffix);
 }
 
 /* Reads ******************************************************************/

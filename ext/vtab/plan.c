@@ -14,12 +14,14 @@
 ** idxStr lists the consumed constraints in argv order, as "<op><col>;"
 ** tokens (col is the user column number, or -1):
 **   M match   K k   L limit   F offset   D distance <   E distance <=
+**   N the ANN index's per-query knob (ef_search, nprobe, ...) =
 **   Q rowid =   P rowid IN (all values at once)
 **   metadata: a =  b >  c <=  d <  e >=  f !=  g IS NULL  h IS NOT NULL
 **             i IN (all values at once)  j IS  k IS NOT
 **   rowid ranges and != use b..f with col -1
 */
 #include "annex_int.h"
+#include "ann.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ typedef struct plan_state {
   int iMatch;        /* constraint index of MATCH, or -1 */
   int bMatchBlocked; /* a MATCH exists but is unusable in this plan */
   int iK;            /* k = ? */
+  int iKnob;         /* ef_search / nprobe / ... = ? (ANN tables) */
   int iLimit, iOffset;
   int iRadius;       /* distance < or <= */
   int iRowidEq;      /* rowid = ? (not IN) */
@@ -88,6 +91,8 @@ static int classify(plan_state *s) {
     else if (pc->op == SQLITE_INDEX_CONSTRAINT_OFFSET) s->iOffset = i;
     else if (col == iBase + ANNEX_HID_K &&
              pc->op == SQLITE_INDEX_CONSTRAINT_EQ) s->iK = i;
+    else if (col == iBase + ANNEX_HID_KNOB &&
+             pc->op == SQLITE_INDEX_CONSTRAINT_EQ) s->iKnob = i;
     else if (col == iBase + ANNEX_HID_DISTANCE &&
              (pc->op == SQLITE_INDEX_CONSTRAINT_LT ||
               pc->op == SQLITE_INDEX_CONSTRAINT_LE)) s->iRadius = i;
@@ -106,7 +111,7 @@ static void add_filters(plan_state *s) {
     int col = pc->iColumn;
     char cOp;
     if (!pc->usable || i == s->iMatch || i == s->iK || i == s->iLimit ||
-        i == s->iOffset || i == s->iRadius) {
+        i == s->iOffset || i == s->iRadius || i == s->iKnob) {
       continue;
     }
     if (col < 0 && pc->op == SQLITE_INDEX_CONSTRAINT_EQ) {
@@ -143,6 +148,7 @@ static int plan_knn(plan_state *s) {
   const annex_config *c = s->p->pConfig;
   use_term(s, s->iMatch, 'M', c->iVecCol);
   if (s->iK >= 0) use_term(s, s->iK, 'K', -1);
+  if (s->iKnob >= 0) use_term(s, s->iKnob, 'N', -1);
   if (s->iRadius >= 0) {
     int bLe = pInfo->aConstraint[s->iRadius].op == SQLITE_INDEX_CONSTRAINT_LE;
     use_term(s, s->iRadius, bLe ? 'E' : 'D', -1);
@@ -175,15 +181,18 @@ int annex_best_index(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
   s.pInfo = pInfo;
   s.p = (annex_table *)pVtab;
   s.iMatch = s.iK = s.iLimit = s.iOffset = s.iRadius = s.iRowidEq = -1;
+  s.iKnob = -1;
   rc = classify(&s);
   if (rc != SQLITE_OK) return rc;
   if (s.iMatch < 0 && s.bMatchBlocked) return SQLITE_CONSTRAINT;
   s.pIdx = sqlite3_str_new(NULL);
   if (s.iMatch >= 0) {
     rc = plan_knn(&s);
-  } else if (s.iK >= 0 || s.iRadius >= 0) {
-    annex_set_error(pVtab, "k and distance constraints need a MATCH on the "
-                    "vector column %s",
+  } else if (s.iK >= 0 || s.iRadius >= 0 || s.iKnob >= 0) {
+    annex_set_error(pVtab, "k, distance and %s constraints need a MATCH on "
+                    "the vector column %s",
+                    s.p->pConfig->pAnnOps ? s.p->pConfig->pAnnOps->zKnob
+                                          : "search knob",
                     s.p->pConfig->aCol[s.p->pConfig->iVecCol].zName);
     rc = SQLITE_ERROR;
   } else if (s.iRowidEq >= 0) {

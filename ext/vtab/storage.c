@@ -247,7 +247,8 @@ static int config_set_text(annex_table *p, const char *zKey, const char *zVal) {
   return sqlite3_reset(s);
 }
 
-static int config_set_int(annex_table *p, const char *zKey, sqlite3_int64 v) {
+int annex_storage_config_set_int(annex_table *p, const char *zKey,
+                                 sqlite3_int64 v) {
   sqlite3_stmt *s;
   int rc = annex_storage_stmt(p, ANNEX_STMT_CONFIG_SET, &s);
   if (rc != SQLITE_OK) return rc;
@@ -313,8 +314,10 @@ int annex_storage_create(annex_table *p, char **pzErr) {
                 p->zDb, p->zName, p->zDb, p->zName, zCols, p->zDb, p->zName,
                 p->zDb, p->zName);
   sqlite3_free(zCols);
-  if (rc == SQLITE_OK) rc = config_set_int(p, "format", ANNEX_FORMAT_VERSION);
-  if (rc == SQLITE_OK) rc = config_set_int(p, "dims", c->nDim);
+  if (rc == SQLITE_OK) {
+    rc = annex_storage_config_set_int(p, "format", ANNEX_FORMAT_VERSION);
+  }
+  if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "dims", c->nDim);
   if (rc == SQLITE_OK) {
     rc = config_set_text(p, "column", c->aCol[c->iVecCol].zName);
   }
@@ -323,10 +326,12 @@ int annex_storage_create(annex_table *p, char **pzErr) {
   if (rc == SQLITE_OK) rc = config_set_text(p, "metric",
                                             annex_metric_name(c->eMetric));
   if (rc == SQLITE_OK) rc = config_set_text(p, "index",
-                                            annex_index_name(c->eIndex));
-  if (rc == SQLITE_OK) rc = config_set_int(p, "chunk_size", c->nChunk);
-  if (rc == SQLITE_OK) rc = config_set_int(p, "slots", 0);
-  if (rc == SQLITE_OK) rc = config_set_int(p, "changes", 0);
+                                            annex_index_name(c));
+  if (rc == SQLITE_OK) {
+    rc = annex_storage_config_set_int(p, "chunk_size", c->nChunk);
+  }
+  if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "slots", 0);
+  if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "changes", 0);
   return rc;
 }
 
@@ -388,7 +393,7 @@ int annex_storage_bump_counter(annex_table *p) {
   int rc;
   if (p->bCounterBumped) return SQLITE_OK;
   rc = annex_storage_config_int(p, "changes", &n);
-  if (rc == SQLITE_OK) rc = config_set_int(p, "changes", n + 1);
+  if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "changes", n + 1);
   if (rc == SQLITE_OK) p->bCounterBumped = 1;
   return rc;
 }
@@ -464,6 +469,30 @@ int annex_storage_read_vector(annex_table *p, sqlite3_int64 iSlot, void *out) {
                                  c->szVec * (size_t)iPos));
   }
   return rc;
+}
+
+int annex_storage_slot_info(annex_table *p, sqlite3_int64 iSlot,
+                            sqlite3_int64 *piRowid, int *pbLive) {
+  const annex_config *c = p->pConfig;
+  int iPos = (int)(iSlot % c->nChunk);
+  unsigned char aRowid[8], byte = 0;
+  uint64_t u = 0;
+  int rc = read_blob_seek(p, iSlot / c->nChunk);
+  /* A chunk whose slots were all freed is deleted: no row lives there. */
+  if (rc == SQLITE_CORRUPT_VTAB && p->pReadBlob == NULL) rc = SQLITE_DONE;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_blob_read(p->pReadBlob, &byte, 1, iPos / 8);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_blob_read(p->pReadBlob, aRowid, 8,
+                           (int)(annex_chunk_rowid_offset(c) +
+                                 8 * (size_t)iPos));
+  }
+  if (rc != SQLITE_OK) return rc;
+  for (int b = 7; b >= 0; b--) u = (u << 8) | aRowid[b];
+  *piRowid = (sqlite3_int64)u;
+  *pbLive = (byte >> (iPos % 8)) & 1;
+  return SQLITE_OK;
 }
 
 /* Open a write handle on chunk iChunk's data; the caller closes it. */
@@ -646,7 +675,7 @@ static int alloc_slot(annex_table *p, sqlite3_int64 *piSlot) {
     if (rc == SQLITE_CONSTRAINT) rc = SQLITE_CORRUPT_VTAB;
     if (rc != SQLITE_OK) return rc;
   }
-  rc = config_set_int(p, "slots", n + 1);
+  rc = annex_storage_config_set_int(p, "slots", n + 1);
   if (rc != SQLITE_OK) return rc;
   p->nSlotCache = n + 1;
   p->bSlotCache = 1;
@@ -687,7 +716,8 @@ static int rows_insert(annex_table *p, sqlite3_value *pRowid,
 }
 
 int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
-                         sqlite3_value **apVal, sqlite3_int64 *piRowid) {
+                         sqlite3_value **apVal, sqlite3_int64 *piRowid,
+                         sqlite3_int64 *piSlot, void *pVecOut) {
   const annex_config *c = p->pConfig;
   char *zErr = NULL;
   void *pVec = sqlite3_malloc64(c->szVec);
@@ -713,6 +743,10 @@ int annex_storage_insert(annex_table *p, sqlite3_value *pRowid,
     rc = rows_insert(p, pRowid, iSlot, apVal, piRowid, aMeta);
   }
   if (rc == SQLITE_OK) rc = write_slot(p, iSlot, *piRowid, pVec, aMeta);
+  if (rc == SQLITE_OK) {
+    *piSlot = iSlot;
+    if (pVecOut) memcpy(pVecOut, pVec, c->szVec);
+  }
   sqlite3_free(pVec);
   sqlite3_free(aMeta);
   return rc;
@@ -746,12 +780,14 @@ static int maybe_drop_chunk(annex_table *p, sqlite3_blob **pb,
   return sqlite3_reset(s);
 }
 
-int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid) {
+int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid,
+                         sqlite3_int64 *piSlot) {
   const annex_config *c = p->pConfig;
   sqlite3_int64 iSlot;
   sqlite3_blob *b = NULL;
   sqlite3_stmt *s;
   int rc;
+  *piSlot = -1;
   annex_storage_reset_blobs(p);
   rc = annex_storage_locate(p, iRowid, &iSlot);
   if (rc == SQLITE_DONE) return SQLITE_OK; /* nothing to delete */
@@ -766,6 +802,7 @@ int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid) {
     sqlite3_step(s);
     rc = sqlite3_reset(s);
   }
+  if (rc == SQLITE_OK) *piSlot = iSlot;
   return rc;
 }
 
@@ -784,7 +821,8 @@ static int rekey(annex_table *p, sqlite3_int64 iOld, sqlite3_int64 iNew,
 }
 
 int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
-                         sqlite3_int64 iNew, sqlite3_value **apVal) {
+                         sqlite3_int64 iNew, sqlite3_value **apVal,
+                         sqlite3_int64 *piSlot, void *pVecOut, int *pbVec) {
   const annex_config *c = p->pConfig;
   sqlite3_value *pVecVal = apVal[c->iVecCol];
   void *pVec = NULL;
@@ -818,6 +856,11 @@ int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
     rc = finish_returning(p, s, sqlite3_step(s), aMeta);
   }
   if (rc == SQLITE_OK) rc = write_slot(p, iSlot, iNew, pVec, aMeta);
+  if (rc == SQLITE_OK) {
+    *piSlot = iSlot;
+    *pbVec = pVec != NULL;
+    if (pVec && pVecOut) memcpy(pVecOut, pVec, c->szVec);
+  }
   sqlite3_free(pVec);
   sqlite3_free(aMeta);
   return rc;

@@ -1,0 +1,1357 @@
+/*
+** hnsw.c — the HNSW graph core declared in hnsw.h.
+**
+** Owns: the in-memory layout of the graph, the search of one layer
+** (Malkov & Yashunin, Algorithm 2) with binary heaps and epoch-tagged
+** visited sets, the neighbour-selection heuristic (Algorithm 4), insertion
+** (Algorithm 1; serial, or a batch in parallel with per-node spinlocks),
+** lazy loading through annex_hnsw_io, the repair of neighbourhoods around
+** dead nodes, dirty/removed bookkeeping and the node record codec.
+**
+** Layout, every array indexed by node id (capacity nCap):
+**   aState   one byte: HNSW_ST_* (the only thing the search loop checks
+**            before scoring a neighbour)
+**   aLevel   one byte: the node's top level
+**   aL0      level-0 lists, fixed stride 1 + 2M u32: count, then ids
+**   apUp     per node, one block of L lists of stride 1 + M (levels 1..L)
+**   aVec     stored vectors, fixed stride (cosine: unit-normalised float32)
+**   aDirty, aRemoved: bitmaps
+** Invariant: every id named in any list is < nCap, so the search loop needs
+** no range check (annex_hnsw_put reserves up to the largest id it names).
+**
+** Threads: a graph is used by one thread at a time, except inside
+** annex_hnsw_insert_batch / annex_hnsw_repair, which run their own OpenMP
+** team. During a batch every list is read and written under its node's
+** spinlock and the entry point under a graph-wide one; insertion first
+** plans all its links (searches, which may allocate) and then writes them
+** (which never allocates), so an error leaves no half-linked node.
+*/
+#include "hnsw.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#ifdef ANNEX_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define HNSW_ID_LIMIT 0x80000000u
+
+/* aState values. */
+#define HNSW_ST_NONE 0    /* not in memory (io may load it) */
+#define HNSW_ST_LIVE 1    /* in memory and linked */
+#define HNSW_ST_NOREC 2   /* io said it has no record: do not ask again */
+#define HNSW_ST_PENDNEW 3 /* batch: vector stored, not linked yet (new) */
+#define HNSW_ST_PENDOLD 4 /* batch: in memory, lists dropped, not relinked */
+
+#define HNSW_RELAXED __ATOMIC_RELAXED
+
+/* One (score, id) pair of the heaps. */
+typedef struct hnsw_pair {
+  float d;     /* internal score (cosine: -dot) */
+  uint32_t id; /* node */
+} hnsw_pair;
+
+/* Scratch of one thread: visited tags, heaps and insertion plans. */
+typedef struct hnsw_ctx {
+  uint16_t *aTag;    /* visited tag per id (nTag ids) */
+  uint32_t nTag;     /* ids aTag covers */
+  uint16_t iEpoch;   /* tag of the current traversal */
+  hnsw_pair *aCand;  /* candidate min-heap */
+  size_t nCandCap;   /* its capacity */
+  hnsw_pair *aRes;   /* result max-heap (then sorted list W) */
+  size_t nResCap;    /* its capacity */
+  hnsw_pair *aScr;   /* shrink/repair candidates */
+  size_t nScrCap;    /* its capacity */
+  uint32_t *aSel;    /* planned links: M ids per level */
+  int anSel[ANNEX_HNSW_MAX_LEVEL + 1]; /* planned links per level */
+  uint32_t *aCopy;   /* a copy of one list, read under its lock */
+  unsigned char *aQ; /* one vector in stored form (the query) */
+} hnsw_ctx;
+
+struct annex_hnsw {
+  annex_hnsw_params p;   /* parameters, M and efConstruction clamped */
+  annex_dist_fn xDist;   /* kernel over stored-form vectors */
+  int bCos;              /* cosine: stored unit-normalised float32 */
+  size_t nVB;            /* bytes of one stored vector */
+  size_t nIn;            /* bytes of one caller vector */
+  size_t nKDim;          /* dims handed to the kernel */
+  uint32_t nM;           /* M: list bound above level 0 */
+  uint32_t nM0;          /* 2M: list bound at level 0 */
+  size_t nS0;            /* u32 per level-0 list: 1 + 2M */
+  size_t nSU;            /* u32 per upper list: 1 + M */
+  double mL;             /* level multiplier 1/ln(M) */
+  uint32_t nCap;         /* ids the arrays cover */
+  size_t nNode;          /* nodes in memory (HNSW_ST_LIVE) */
+  size_t nUpBytes;       /* bytes held by the apUp blocks */
+  unsigned char *aState; /* HNSW_ST_* per id */
+  unsigned char *aLevel; /* top level per id */
+  uint32_t *aL0;         /* level-0 lists */
+  uint32_t **apUp;       /* upper lists per id, or NULL */
+  unsigned char *aVec;   /* stored vectors */
+  unsigned char *aDirty; /* bitmap: record changed since last clear */
+  unsigned char *aRemoved; /* bitmap: removed by repair */
+  unsigned char *aLock;  /* per-id spinlocks during a batch, else NULL */
+  unsigned char bEntryLock; /* spinlock over iEntry/nTop during a batch */
+  int64_t iEntry;        /* entry point, -1 when empty */
+  int nTop;              /* its level, -1 when empty */
+  annex_hnsw_io io;      /* lazy loader */
+  int bIo;               /* io installed */
+  unsigned char *pIn;    /* one caller-format vector (io loads) */
+  hnsw_ctx ctx0;         /* scratch of the calling thread */
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static inline int hnsw_bit(const unsigned char *a, uint32_t i) {
+  return (a[i >> 3] >> (i & 7)) & 1;
+}
+
+static inline void hnsw_set_bit_atomic(unsigned char *a, uint32_t i) {
+  __atomic_fetch_or(&a[i >> 3], (unsigned char)(1u << (i & 7)), HNSW_RELAXED);
+}
+
+static inline void hnsw_lock(unsigned char *p) {
+  while (__atomic_test_and_set(p, __ATOMIC_ACQUIRE)) {
+    while (__atomic_load_n(p, HNSW_RELAXED)) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+static inline void hnsw_unlock(unsigned char *p) {
+  __atomic_clear(p, __ATOMIC_RELEASE);
+}
+
+static inline unsigned hnsw_state(const annex_hnsw *g, uint32_t id) {
+  return __atomic_load_n(&g->aState[id], HNSW_RELAXED);
+}
+
+static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
+  return g->aVec + (size_t)id * g->nVB;
+}
+
+/* The list of id at level lev (the node must have that level). */
+static inline uint32_t *hnsw_list(const annex_hnsw *g, uint32_t id, int lev) {
+  if (lev == 0) return g->aL0 + (size_t)id * g->nS0;
+  return g->apUp[id] + (size_t)(lev - 1) * g->nSU;
+}
+
+/* Grow *pp (elements of sz bytes) to hold at least need. */
+static int hnsw_grow(void **pp, size_t *pCap, size_t need, size_t sz) {
+  size_t n = *pCap ? *pCap : 16;
+  void *p;
+  if (need <= *pCap) return ANNEX_HNSW_OK;
+  while (n < need) n *= 2;
+  p = annex_realloc(*pp, n * sz);
+  if (p == NULL) return ANNEX_HNSW_NOMEM;
+  *pp = p;
+  *pCap = n;
+  return ANNEX_HNSW_OK;
+}
+
+static int hnsw_pair_cmp(const void *pa, const void *pb) {
+  const hnsw_pair *a = pa, *b = pb;
+  if (a->d < b->d) return -1;
+  if (a->d > b->d) return 1;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Sort pairs ascending by (d, id); insertion sort for the short lists. */
+static void hnsw_sort(hnsw_pair *a, size_t n) {
+  if (n > 32) {
+    qsort(a, n, sizeof *a, hnsw_pair_cmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    hnsw_pair x = a[i];
+    size_t j = i;
+    while (j > 0 && hnsw_pair_cmp(&a[j - 1], &x) > 0) {
+      a[j] = a[j - 1];
+      j--;
+    }
+    a[j] = x;
+  }
+}
+
+/* ---------------------------------------------------------------- heaps */
+
+static inline void hnsw_minheap_push(hnsw_pair *h, size_t *pn, hnsw_pair x) {
+  size_t i = (*pn)++;
+  while (i > 0) {
+    size_t up = (i - 1) >> 1;
+    if (h[up].d <= x.d) break;
+    h[i] = h[up];
+    i = up;
+  }
+  h[i] = x;
+}
+
+static inline void hnsw_minheap_pop(hnsw_pair *h, size_t *pn) {
+  size_t n = --*pn, i = 0;
+  hnsw_pair x = h[n];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && h[c + 1].d < h[c].d) c++;
+    if (x.d <= h[c].d) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = x;
+}
+
+static inline void hnsw_maxheap_push(hnsw_pair *h, size_t *pn, hnsw_pair x) {
+  size_t i = (*pn)++;
+  while (i > 0) {
+    size_t up = (i - 1) >> 1;
+    if (h[up].d >= x.d) break;
+    h[i] = h[up];
+    i = up;
+  }
+  h[i] = x;
+}
+
+/* Replace the max of a non-empty max-heap with x. */
+static inline void hnsw_maxheap_replace(hnsw_pair *h, size_t n, hnsw_pair x) {
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && h[c + 1].d > h[c].d) c++;
+    if (x.d >= h[c].d) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = x;
+}
+
+/* ----------------------------------------------------------- vectors */
+
+/* The caller's vector in, the stored form out (cosine: unit float32). */
+static void hnsw_prepare(const annex_hnsw *g, const void *pIn, void *pOut) {
+  if (!g->bCos) {
+    memcpy(pOut, pIn, g->nVB);
+    return;
+  }
+  float *o = pOut;
+  double s = 0;
+  size_t n = g->p.nDim;
+  for (size_t i = 0; i < n; i++) {
+    float v;
+    if (g->p.eElem == ANNEX_ELEM_INT8) {
+      v = (float)((const signed char *)pIn)[i];
+    } else {
+      memcpy(&v, (const unsigned char *)pIn + 4 * i, 4);
+    }
+    o[i] = v;
+    s += (double)v * (double)v;
+  }
+  if (s > 0) {
+    double r = 1.0 / sqrt(s);
+    for (size_t i = 0; i < n; i++) o[i] = (float)(o[i] * r);
+  }
+}
+
+static inline float hnsw_dist(const annex_hnsw *g, const void *a,
+                              const void *b) {
+  return g->xDist(a, b, g->nKDim);
+}
+
+/* Internal score -> the score distance.h defines. */
+static inline float hnsw_score_out(const annex_hnsw *g, float d) {
+  return g->bCos ? 1.0f + d : d;
+}
+
+/* ------------------------------------------------------------- contexts */
+
+static void hnsw_ctx_free(hnsw_ctx *c) {
+  annex_free(c->aTag);
+  annex_free(c->aCand);
+  annex_free(c->aRes);
+  annex_free(c->aScr);
+  annex_free(c->aSel);
+  annex_free(c->aCopy);
+  annex_free(c->aQ);
+  memset(c, 0, sizeof *c);
+}
+
+/* Allocate a context's fixed parts; tags for nTag ids when nTag > 0. */
+static int hnsw_ctx_init(const annex_hnsw *g, hnsw_ctx *c, uint32_t nTag) {
+  memset(c, 0, sizeof *c);
+  c->aSel = annex_malloc(sizeof(uint32_t) * (ANNEX_HNSW_MAX_LEVEL + 1) * g->nM);
+  c->aCopy = annex_malloc(sizeof(uint32_t) * (g->nS0 + 1));
+  c->aQ = annex_malloc(g->nVB);
+  if (nTag) c->aTag = annex_calloc(nTag, sizeof(uint16_t));
+  if (!c->aSel || !c->aCopy || !c->aQ || (nTag && !c->aTag) ||
+      hnsw_grow((void **)&c->aScr, &c->nScrCap, g->nM0 + 1, sizeof(hnsw_pair))) {
+    hnsw_ctx_free(c);
+    return ANNEX_HNSW_NOMEM;
+  }
+  c->nTag = nTag;
+  return ANNEX_HNSW_OK;
+}
+
+/* Start a traversal: a fresh epoch (tags wiped when it wraps). */
+static void hnsw_ctx_epoch(hnsw_ctx *c) {
+  if (++c->iEpoch == 0) {
+    memset(c->aTag, 0, sizeof(uint16_t) * c->nTag);
+    c->iEpoch = 1;
+  }
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
+  annex_hnsw *g;
+  annex_elem eStore;
+  annex_metric eKernel;
+  *pp = NULL;
+  if (p == NULL || p->nDim == 0) return ANNEX_HNSW_RANGE;
+  annex_distance_init();
+  if (annex_distance_kernel(p->eElem, p->eMetric) == NULL) {
+    return ANNEX_HNSW_RANGE;
+  }
+  if (p->eElem == ANNEX_ELEM_BIT && p->nDim % 8) return ANNEX_HNSW_RANGE;
+  g = annex_calloc(1, sizeof *g);
+  if (g == NULL) return ANNEX_HNSW_NOMEM;
+  g->p = *p;
+  if (g->p.M < 2) g->p.M = 2;
+  if (g->p.M > ANNEX_HNSW_MAX_M) g->p.M = ANNEX_HNSW_MAX_M;
+  if (g->p.efConstruction < g->p.M) g->p.efConstruction = g->p.M;
+  g->bCos = p->eMetric == ANNEX_METRIC_COSINE;
+  eStore = g->bCos ? ANNEX_ELEM_FLOAT32 : p->eElem;
+  eKernel = g->bCos ? ANNEX_METRIC_IP : p->eMetric;
+  g->xDist = annex_distance_kernel(eStore, eKernel);
+  g->nKDim = p->nDim;
+  g->nVB = annex_vector_bytes(eStore, p->nDim);
+  g->nIn = annex_vector_bytes(p->eElem, p->nDim);
+  g->nM = (uint32_t)g->p.M;
+  g->nM0 = 2 * g->nM;
+  g->nS0 = 1 + (size_t)g->nM0;
+  g->nSU = 1 + (size_t)g->nM;
+  g->mL = 1.0 / log((double)g->p.M);
+  g->iEntry = -1;
+  g->nTop = -1;
+  g->pIn = annex_malloc(g->nIn);
+  if (g->pIn == NULL || hnsw_ctx_init(g, &g->ctx0, 0)) {
+    annex_hnsw_free(g);
+    return ANNEX_HNSW_NOMEM;
+  }
+  *pp = g;
+  return ANNEX_HNSW_OK;
+}
+
+void annex_hnsw_free(annex_hnsw *g) {
+  if (g == NULL) return;
+  if (g->apUp) {
+    for (uint32_t i = 0; i < g->nCap; i++) annex_free(g->apUp[i]);
+  }
+  annex_free(g->aState);
+  annex_free(g->aLevel);
+  annex_free(g->aL0);
+  annex_free(g->apUp);
+  annex_free(g->aVec);
+  annex_free(g->aDirty);
+  annex_free(g->aRemoved);
+  annex_free(g->aLock);
+  annex_free(g->pIn);
+  hnsw_ctx_free(&g->ctx0);
+  annex_free(g);
+}
+
+void annex_hnsw_set_io(annex_hnsw *g, const annex_hnsw_io *io) {
+  if (io) {
+    g->io = *io;
+    g->bIo = 1;
+  } else {
+    memset(&g->io, 0, sizeof g->io);
+    g->bIo = 0;
+  }
+  /* O(1): callers install the loader around each query. Ids found absent
+  ** stay absent until put, inserted or reset. */
+}
+
+const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g) {
+  return &g->p;
+}
+
+void annex_hnsw_set_entry(annex_hnsw *g, int64_t entry, int nLevel) {
+  if (entry < 0 || entry >= (int64_t)HNSW_ID_LIMIT) {
+    g->iEntry = -1;
+    g->nTop = -1;
+    return;
+  }
+  g->iEntry = entry;
+  g->nTop = nLevel < 0 ? 0
+            : nLevel > ANNEX_HNSW_MAX_LEVEL ? ANNEX_HNSW_MAX_LEVEL
+                                            : nLevel;
+}
+
+void annex_hnsw_get_entry(const annex_hnsw *g, int64_t *pEntry, int *pnLevel) {
+  if (pEntry) *pEntry = g->iEntry;
+  if (pnLevel) *pnLevel = g->iEntry < 0 ? -1 : g->nTop;
+}
+
+static uint64_t hnsw_mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+int annex_hnsw_random_level(const annex_hnsw *g, uint32_t id) {
+  uint64_t h = hnsw_mix64(g->p.seed ^ hnsw_mix64((uint64_t)id));
+  double u = (double)((h >> 11) + 1) * (1.0 / 9007199254740992.0); /* (0,1] */
+  double l = -log(u) * g->mL;
+  return l >= ANNEX_HNSW_MAX_LEVEL ? ANNEX_HNSW_MAX_LEVEL : (int)l;
+}
+
+/* ---------------------------------------------------------- capacity */
+
+/* Grow one array from nOld to nNew elements of sz bytes, zeroing the tail. */
+static int hnsw_grow_array(void **pp, size_t nOld, size_t nNew, size_t sz) {
+  void *p;
+  if (nNew > SIZE_MAX / sz) return ANNEX_HNSW_NOMEM;
+  p = annex_realloc(*pp, nNew * sz);
+  if (p == NULL) return ANNEX_HNSW_NOMEM;
+  memset((char *)p + nOld * sz, 0, (nNew - nOld) * sz);
+  *pp = p;
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_reserve(annex_hnsw *g, uint32_t n) {
+  uint32_t nOld = g->nCap, nNew;
+  size_t b0, b1;
+  if (n > HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+  if (n <= nOld) return ANNEX_HNSW_OK;
+  nNew = nOld < 64 ? 64 : nOld + nOld / 2;
+  if (nNew < n) nNew = n;
+  if (nNew > HNSW_ID_LIMIT) nNew = HNSW_ID_LIMIT;
+  b0 = ((size_t)nOld + 7) / 8;
+  b1 = ((size_t)nNew + 7) / 8;
+  /* Each array keeps its old contents on failure; nCap moves only when
+  ** every array has grown, so a failure leaves the graph as it was. */
+  if (hnsw_grow_array((void **)&g->aState, nOld, nNew, 1) ||
+      hnsw_grow_array((void **)&g->aLevel, nOld, nNew, 1) ||
+      hnsw_grow_array((void **)&g->aL0, nOld * g->nS0, nNew * g->nS0, 4) ||
+      hnsw_grow_array((void **)&g->apUp, nOld, nNew, sizeof(uint32_t *)) ||
+      hnsw_grow_array((void **)&g->aVec, nOld, nNew, g->nVB) ||
+      hnsw_grow_array((void **)&g->aDirty, b0, b1, 1) ||
+      hnsw_grow_array((void **)&g->aRemoved, b0, b1, 1) ||
+      hnsw_grow_array((void **)&g->ctx0.aTag, g->ctx0.nTag, nNew, 2)) {
+    return ANNEX_HNSW_NOMEM;
+  }
+  g->ctx0.nTag = nNew;
+  g->nCap = nNew;
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_has(const annex_hnsw *g, uint32_t id) {
+  return id < g->nCap && g->aState[id] == HNSW_ST_LIVE;
+}
+
+size_t annex_hnsw_count(const annex_hnsw *g) { return g->nNode; }
+
+size_t annex_hnsw_memory(const annex_hnsw *g) {
+  size_t n = g->nCap;
+  return sizeof *g + n * (2 + g->nS0 * 4 + sizeof(uint32_t *) + g->nVB + 2) +
+         2 * ((n + 7) / 8) + g->nUpBytes + g->nIn + g->nVB +
+         g->ctx0.nCandCap * sizeof(hnsw_pair) +
+         g->ctx0.nResCap * sizeof(hnsw_pair);
+}
+
+/* Give id an upper block for level L (old one freed). No change on NOMEM. */
+static int hnsw_set_levels(annex_hnsw *g, uint32_t id, int L) {
+  uint32_t *p = NULL;
+  size_t nOld = (size_t)g->aLevel[id] * g->nSU * 4;
+  if (L > 0) {
+    p = annex_calloc((size_t)L * g->nSU, 4);
+    if (p == NULL) return ANNEX_HNSW_NOMEM;
+  }
+  if (g->apUp[id] == NULL) nOld = 0;
+  annex_free(g->apUp[id]);
+  g->nUpBytes -= nOld;
+  g->apUp[id] = p;
+  g->aLevel[id] = (unsigned char)L;
+  g->nUpBytes += (size_t)L * g->nSU * 4;
+  g->aL0[(size_t)id * g->nS0] = 0;
+  return ANNEX_HNSW_OK;
+}
+
+/* Drop node id from memory (its arrays stay). */
+static void hnsw_forget(annex_hnsw *g, uint32_t id) {
+  if (g->apUp[id]) {
+    g->nUpBytes -= (size_t)g->aLevel[id] * g->nSU * 4;
+    annex_free(g->apUp[id]);
+    g->apUp[id] = NULL;
+  }
+  if (g->aState[id] == HNSW_ST_LIVE) g->nNode--;
+  g->aState[id] = HNSW_ST_NONE;
+  g->aDirty[id >> 3] &= (unsigned char)~(1u << (id & 7));
+  g->aLevel[id] = 0;
+  g->aL0[(size_t)id * g->nS0] = 0;
+}
+
+void annex_hnsw_reset(annex_hnsw *g) {
+  for (uint32_t i = 0; i < g->nCap; i++) hnsw_forget(g, i);
+  if (g->nCap) {
+    memset(g->aDirty, 0, ((size_t)g->nCap + 7) / 8);
+    memset(g->aRemoved, 0, ((size_t)g->nCap + 7) / 8);
+  }
+  g->nNode = 0;
+  g->iEntry = -1;
+  g->nTop = -1;
+}
+
+/* ------------------------------------------------------------- records */
+
+/* Parse a record: level, per-level counts and the largest id named. */
+static int hnsw_parse(const annex_hnsw *g, const unsigned char *a, size_t n,
+                      int *pL, uint32_t *pMax) {
+  size_t off = 1;
+  uint32_t mx = 0;
+  int L;
+  if (a == NULL || n < 1) return ANNEX_HNSW_CORRUPT;
+  L = a[0];
+  if (L > ANNEX_HNSW_MAX_LEVEL) return ANNEX_HNSW_CORRUPT;
+  for (int l = 0; l <= L; l++) {
+    uint32_t c, bound = l ? g->nM : g->nM0;
+    if (n - off < 2) return ANNEX_HNSW_CORRUPT;
+    c = (uint32_t)a[off] | (uint32_t)a[off + 1] << 8;
+    off += 2;
+    if (c > bound || (n - off) / 4 < c) return ANNEX_HNSW_CORRUPT;
+    for (uint32_t j = 0; j < c; j++, off += 4) {
+      uint32_t v = (uint32_t)a[off] | (uint32_t)a[off + 1] << 8 |
+                   (uint32_t)a[off + 2] << 16 | (uint32_t)a[off + 3] << 24;
+      if (v >= HNSW_ID_LIMIT) return ANNEX_HNSW_CORRUPT;
+      if (v > mx) mx = v;
+    }
+  }
+  if (off != n) return ANNEX_HNSW_CORRUPT;
+  *pL = L;
+  if (pMax) *pMax = mx;
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_record_check(const annex_hnsw *g, const unsigned char *a,
+                            size_t n, int *pnLevel) {
+  int L = 0;
+  int rc = hnsw_parse(g, a, n, &L, NULL);
+  if (rc == ANNEX_HNSW_OK && pnLevel) *pnLevel = L;
+  return rc;
+}
+
+int annex_hnsw_record(const annex_hnsw *g, uint32_t id, unsigned char *aOut,
+                      size_t *pn) {
+  size_t n = 1, off = 1;
+  int L;
+  if (id >= HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+  if (!annex_hnsw_has(g, id)) return ANNEX_HNSW_ABSENT;
+  L = g->aLevel[id];
+  for (int l = 0; l <= L; l++) n += 2 + 4 * (size_t)hnsw_list(g, id, l)[0];
+  *pn = n;
+  if (aOut == NULL) return ANNEX_HNSW_OK;
+  aOut[0] = (unsigned char)L;
+  for (int l = 0; l <= L; l++) {
+    const uint32_t *list = hnsw_list(g, id, l);
+    uint32_t c = list[0];
+    aOut[off++] = (unsigned char)(c & 0xff);
+    aOut[off++] = (unsigned char)(c >> 8);
+    for (uint32_t j = 1; j <= c; j++) {
+      uint32_t v = list[j];
+      aOut[off++] = (unsigned char)v;
+      aOut[off++] = (unsigned char)(v >> 8);
+      aOut[off++] = (unsigned char)(v >> 16);
+      aOut[off++] = (unsigned char)(v >> 24);
+    }
+  }
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_put(annex_hnsw *g, uint32_t id, const unsigned char *aRec,
+                   size_t nRec, const void *pVec) {
+  int L = 0, rc;
+  uint32_t mx = 0, need;
+  size_t off = 1;
+  if (id >= HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+  rc = hnsw_parse(g, aRec, nRec, &L, &mx);
+  if (rc) return rc;
+  need = (mx > id ? mx : id) + 1;
+  rc = annex_hnsw_reserve(g, need);
+  if (rc == ANNEX_HNSW_OK) rc = hnsw_set_levels(g, id, L);
+  if (rc) return rc;
+  for (int l = 0; l <= L; l++) {
+    uint32_t *list = hnsw_list(g, id, l);
+    uint32_t c = (uint32_t)aRec[off] | (uint32_t)aRec[off + 1] << 8;
+    off += 2;
+    list[0] = c;
+    for (uint32_t j = 1; j <= c; j++, off += 4) {
+      list[j] = (uint32_t)aRec[off] | (uint32_t)aRec[off + 1] << 8 |
+                (uint32_t)aRec[off + 2] << 16 | (uint32_t)aRec[off + 3] << 24;
+    }
+  }
+  hnsw_prepare(g, pVec, g->aVec + (size_t)id * g->nVB);
+  if (g->aState[id] != HNSW_ST_LIVE) g->nNode++;
+  g->aState[id] = HNSW_ST_LIVE;
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_load(annex_hnsw *g, uint32_t id) {
+  const unsigned char *a = NULL;
+  size_t n = 0;
+  int rc;
+  if (id >= HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+  if (id < g->nCap && g->aState[id] == HNSW_ST_LIVE) return ANNEX_HNSW_OK;
+  if (!g->bIo) return ANNEX_HNSW_ABSENT;
+  if (id < g->nCap && g->aState[id] == HNSW_ST_NOREC) return ANNEX_HNSW_ABSENT;
+  /* Vector first: the record's bytes live only until the next call. */
+  rc = g->io.xVector(g->io.pCtx, id, g->pIn);
+  if (rc == ANNEX_HNSW_OK) rc = g->io.xRecord(g->io.pCtx, id, &a, &n);
+  if (rc == ANNEX_HNSW_ABSENT) {
+    if (id < g->nCap) g->aState[id] = HNSW_ST_NOREC;
+    return rc;
+  }
+  if (rc) return rc;
+  return annex_hnsw_put(g, id, a, n, g->pIn);
+}
+
+/* Load every not-yet-loaded neighbour of id at lev (serial, io set). */
+static int hnsw_ensure(annex_hnsw *g, uint32_t id, int lev) {
+  for (uint32_t j = 1;; j++) {
+    const uint32_t *list = hnsw_list(g, id, lev); /* may move on load */
+    uint32_t nb;
+    int rc;
+    if (j > list[0]) break;
+    nb = list[j];
+    if (g->aState[nb] != HNSW_ST_NONE) continue;
+    rc = annex_hnsw_load(g, nb);
+    if (rc && rc != ANNEX_HNSW_ABSENT) return rc;
+  }
+  return ANNEX_HNSW_OK;
+}
+
+/* ------------------------------------------------------------- search */
+
+/* The list of id at lev, for reading: a copy taken under the node's lock
+** during a batch, the list itself otherwise. */
+static inline const uint32_t *hnsw_read_list(annex_hnsw *g, hnsw_ctx *c,
+                                             uint32_t id, int lev, int bPar) {
+  const uint32_t *list = hnsw_list(g, id, lev);
+  if (!bPar) return list;
+  hnsw_lock(&g->aLock[id]);
+  memcpy(c->aCopy, list, sizeof(uint32_t) * (1 + list[0]));
+  hnsw_unlock(&g->aLock[id]);
+  return c->aCopy;
+}
+
+/* Greedy descent at level lev from *pCur (Algorithm 2 with ef = 1). */
+static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                       hnsw_pair *pCur, int lev, int bPar) {
+  int bMoved = 1;
+  while (bMoved) {
+    const uint32_t *list;
+    bMoved = 0;
+    if (g->bIo && !bPar) {
+      int rc = hnsw_ensure(g, pCur->id, lev);
+      if (rc) return rc;
+    }
+    list = hnsw_read_list(g, c, pCur->id, lev, bPar);
+    for (uint32_t j = 1; j <= list[0]; j++) {
+      uint32_t nb = list[j];
+      float d;
+      if (hnsw_state(g, nb) != HNSW_ST_LIVE || g->aLevel[nb] < lev) continue;
+      d = hnsw_dist(g, q, hnsw_vec(g, nb));
+      if (d < pCur->d) {
+        pCur->d = d;
+        pCur->id = nb;
+        bMoved = 1;
+      }
+    }
+  }
+  return ANNEX_HNSW_OK;
+}
+
+/* Algorithm 2: the ef nearest (accepted) nodes to q at level lev, from the
+** entry points aEp (live, level >= lev, scores known). The result is left
+** as a max-heap in c->aRes[0..*pnRes). Inlined into specialised callers. */
+static inline __attribute__((always_inline)) int hnsw_search_layer(
+    annex_hnsw *g, hnsw_ctx *c, const void *q, const hnsw_pair *aEp,
+    size_t nEp, int lev, size_t ef, const unsigned char *aAcc, uint64_t nAcc,
+    int bPar, size_t *pnRes) {
+  size_t nCand = 0, nRes = 0;
+  float lower = INFINITY;
+  const annex_dist_fn xDist = g->xDist;
+  const size_t nKDim = g->nKDim, nVB = g->nVB;
+  int rc;
+  if (ef < 1) ef = 1;
+  rc = hnsw_grow((void **)&c->aRes, &c->nResCap, ef + 1, sizeof(hnsw_pair));
+  if (rc == ANNEX_HNSW_OK && c->nCandCap < ef + nEp) {
+    rc = hnsw_grow((void **)&c->aCand, &c->nCandCap, ef + nEp,
+                   sizeof(hnsw_pair));
+  }
+  if (rc) return rc;
+  hnsw_ctx_epoch(c);
+  for (size_t i = 0; i < nEp; i++) {
+    uint32_t id = aEp[i].id;
+    if (c->aTag[id] == c->iEpoch) continue;
+    c->aTag[id] = c->iEpoch;
+    hnsw_minheap_push(c->aCand, &nCand, aEp[i]);
+    if (!aAcc || (id < nAcc && hnsw_bit(aAcc, id))) {
+      if (nRes < ef) {
+        hnsw_maxheap_push(c->aRes, &nRes, aEp[i]);
+      } else if (aEp[i].d < c->aRes[0].d) {
+        hnsw_maxheap_replace(c->aRes, nRes, aEp[i]);
+      }
+      if (nRes >= ef) lower = c->aRes[0].d;
+    }
+  }
+  while (nCand > 0) {
+    hnsw_pair cur = c->aCand[0];
+    const uint32_t *list;
+    const unsigned char *aVec, *aState;
+    uint16_t *aTag, iEpoch;
+    uint32_t cnt;
+    if (cur.d > lower) break;
+    hnsw_minheap_pop(c->aCand, &nCand);
+    if (nCand > 0) {
+      __builtin_prefetch(hnsw_list(g, c->aCand[0].id, lev));
+    }
+    if (g->bIo && !bPar) {
+      rc = hnsw_ensure(g, cur.id, lev); /* arrays may move */
+      if (rc) return rc;
+    }
+    list = hnsw_read_list(g, c, cur.id, lev, bPar);
+    aVec = g->aVec;
+    aState = g->aState;
+    aTag = c->aTag;
+    iEpoch = c->iEpoch;
+    cnt = list[0];
+    if (cnt) {
+      __builtin_prefetch(aTag + list[1]);
+      __builtin_prefetch(aVec + (size_t)list[1] * nVB);
+    }
+    for (uint32_t j = 1; j <= cnt; j++) {
+      uint32_t nb = list[j];
+      float d;
+      if (j < cnt) {
+        uint32_t nx = list[j + 1];
+        __builtin_prefetch(aTag + nx);
+        __builtin_prefetch(aVec + (size_t)nx * nVB);
+      }
+      if (aTag[nb] == iEpoch) continue;
+      aTag[nb] = iEpoch;
+      if (__atomic_load_n(&aState[nb], HNSW_RELAXED) != HNSW_ST_LIVE) continue;
+      if (lev > 0 && g->aLevel[nb] < lev) continue;
+      d = xDist(q, aVec + (size_t)nb * nVB, nKDim);
+      if (nRes < ef || d < lower) {
+        hnsw_pair x = {d, nb};
+        if (nCand == c->nCandCap) {
+          rc = hnsw_grow((void **)&c->aCand, &c->nCandCap, nCand + 1,
+                         sizeof(hnsw_pair));
+          if (rc) return rc;
+        }
+        hnsw_minheap_push(c->aCand, &nCand, x);
+        __builtin_prefetch(hnsw_list(g, c->aCand[0].id, lev));
+        if (!aAcc || (nb < nAcc && hnsw_bit(aAcc, nb))) {
+          if (nRes < ef) {
+            hnsw_maxheap_push(c->aRes, &nRes, x);
+          } else {
+            hnsw_maxheap_replace(c->aRes, nRes, x);
+          }
+          if (nRes >= ef) lower = c->aRes[0].d;
+        }
+      }
+    }
+  }
+  *pnRes = nRes;
+  return ANNEX_HNSW_OK;
+}
+
+/* Level-0 query search, serial: the hot path, specialised. */
+static int hnsw_search_l0(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                          hnsw_pair ep, size_t ef, const unsigned char *aAcc,
+                          uint64_t nAcc, size_t *pnRes) {
+  return hnsw_search_layer(g, c, q, &ep, 1, 0, ef, aAcc, nAcc, 0, pnRes);
+}
+
+/* Any level, serial or parallel (insertion). */
+static int hnsw_search_any(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                           hnsw_pair ep, int lev, size_t ef, int bPar,
+                           size_t *pnRes) {
+  if (bPar) {
+    return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 1, pnRes);
+  }
+  return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 0, pnRes);
+}
+
+static void hnsw_repair_entry(annex_hnsw *g);
+
+/* The entry point, loaded, with its usable top level (*pTop = -1: the
+** graph is empty). An entry that cannot be loaded (its row is gone) is
+** replaced by the highest node in memory, if any. */
+static int hnsw_entry(annex_hnsw *g, uint32_t *pId, int *pTop) {
+  uint32_t e;
+  int rc, top;
+  if (g->iEntry >= 0) {
+    rc = annex_hnsw_load(g, (uint32_t)g->iEntry);
+    if (rc == ANNEX_HNSW_ABSENT) hnsw_repair_entry(g);
+    else if (rc) return rc;
+  }
+  if (g->iEntry < 0) {
+    *pTop = -1;
+    return ANNEX_HNSW_OK;
+  }
+  e = (uint32_t)g->iEntry;
+  top = g->nTop < g->aLevel[e] ? g->nTop : g->aLevel[e];
+  *pId = e;
+  *pTop = top;
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
+                      const unsigned char *aAccept, uint64_t nAcceptBits,
+                      annex_hit *aOut, size_t *pnOut) {
+  hnsw_ctx *c = &g->ctx0;
+  hnsw_pair cur;
+  size_t nRes = 0;
+  uint32_t e = 0;
+  int top, rc;
+  *pnOut = 0;
+  if (k == 0) return ANNEX_HNSW_OK;
+  rc = hnsw_entry(g, &e, &top);
+  if (rc || top < 0) return rc;
+  if (ef < k) ef = k;
+  hnsw_prepare(g, pQuery, c->aQ);
+  cur.id = e;
+  cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
+  for (int l = top; l > 0; l--) {
+    rc = hnsw_greedy(g, c, c->aQ, &cur, l, 0);
+    if (rc) return rc;
+  }
+  rc = hnsw_search_l0(g, c, c->aQ, cur, ef, aAccept, nAcceptBits, &nRes);
+  if (rc) return rc;
+  hnsw_sort(c->aRes, nRes);
+  if (nRes > k) nRes = k;
+  for (size_t i = 0; i < nRes; i++) {
+    aOut[i].score = hnsw_score_out(g, c->aRes[i].d);
+    aOut[i].rowid = c->aRes[i].id;
+  }
+  *pnOut = nRes;
+  return ANNEX_HNSW_OK;
+}
+
+/* ------------------------------------------------------------ insertion */
+
+/* Algorithm 4 (no extension, no kept pruned links): from a, sorted by
+** distance to the base, keep those closer to the base than to any kept. */
+static uint32_t hnsw_heuristic(const annex_hnsw *g, const hnsw_pair *a,
+                               size_t n, uint32_t m, uint32_t *out) {
+  uint32_t r = 0;
+  if (n < m) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i].id;
+    return (uint32_t)n;
+  }
+  for (size_t i = 0; i < n && r < m; i++) {
+    const unsigned char *v = hnsw_vec(g, a[i].id);
+    int bKeep = 1;
+    for (uint32_t j = 0; j < r; j++) {
+      if (hnsw_dist(g, v, hnsw_vec(g, out[j])) < a[i].d) {
+        bKeep = 0;
+        break;
+      }
+    }
+    if (bKeep) out[r++] = a[i].id;
+  }
+  return r;
+}
+
+/* Phase A of insertion: search every level from the entry point and plan
+** id's links in c->aSel (M per level). Changes nothing but lazy loads. */
+static int hnsw_plan(annex_hnsw *g, hnsw_ctx *c, uint32_t id, const void *q,
+                     int L, uint32_t e, int top, int bPar) {
+  hnsw_pair cur;
+  int rc;
+  cur.id = e;
+  cur.d = hnsw_dist(g, q, hnsw_vec(g, e));
+  for (int l = 0; l <= ANNEX_HNSW_MAX_LEVEL; l++) c->anSel[l] = 0;
+  for (int l = top; l > L; l--) {
+    rc = hnsw_greedy(g, c, q, &cur, l, bPar);
+    if (rc) return rc;
+  }
+  for (int l = (L < top ? L : top); l >= 0; l--) {
+    size_t n = 0, w = 0;
+    rc = hnsw_search_any(g, c, q, cur, l, (size_t)g->p.efConstruction, bPar,
+                         &n);
+    if (rc) return rc;
+    hnsw_sort(c->aRes, n);
+    for (size_t i = 0; i < n; i++) { /* a re-linked node is not its own */
+      if (c->aRes[i].id != id) c->aRes[w++] = c->aRes[i];
+    }
+    if (w > 0) cur = c->aRes[0];
+    c->anSel[l] = (int)hnsw_heuristic(g, c->aRes, w, g->nM,
+                                      c->aSel + (size_t)l * g->nM);
+  }
+  return ANNEX_HNSW_OK;
+}
+
+static inline void hnsw_mark_dirty(annex_hnsw *g, uint32_t id, int bPar) {
+  if (bPar) {
+    hnsw_set_bit_atomic(g->aDirty, id);
+  } else {
+    g->aDirty[id >> 3] |= (unsigned char)(1u << (id & 7));
+  }
+}
+
+/* Add x to n's list at lev, shrinking it with the heuristic when full.
+** Never allocates. */
+static void hnsw_add_link(annex_hnsw *g, hnsw_ctx *c, uint32_t n, uint32_t x,
+                          int lev, int bPar) {
+  uint32_t *list, cnt, mx = lev ? g->nM : g->nM0;
+  if (g->aLevel[n] < lev) return;
+  if (bPar) hnsw_lock(&g->aLock[n]);
+  list = hnsw_list(g, n, lev);
+  cnt = list[0];
+  for (uint32_t j = 1; j <= cnt; j++) {
+    if (list[j] == x) goto done;
+  }
+  if (cnt < mx) {
+    list[++list[0]] = x;
+  } else {
+    const unsigned char *v = hnsw_vec(g, n);
+    hnsw_pair *a = c->aScr;
+    for (uint32_t j = 0; j < cnt; j++) {
+      a[j].id = list[j + 1];
+      a[j].d = hnsw_dist(g, v, hnsw_vec(g, a[j].id));
+    }
+    a[cnt].id = x;
+    a[cnt].d = hnsw_dist(g, v, hnsw_vec(g, x));
+    hnsw_sort(a, cnt + 1);
+    list[0] = hnsw_heuristic(g, a, cnt + 1, mx, list + 1);
+  }
+  hnsw_mark_dirty(g, n, bPar);
+done:
+  if (bPar) hnsw_unlock(&g->aLock[n]);
+}
+
+/* Phase B: write id's planned lists, make it live, link back. */
+static void hnsw_link(annex_hnsw *g, hnsw_ctx *c, uint32_t id, int L,
+                      int top, int bPar) {
+  if (bPar) hnsw_lock(&g->aLock[id]);
+  for (int l = 0; l <= L; l++) {
+    uint32_t *list = hnsw_list(g, id, l);
+    uint32_t n = (uint32_t)c->anSel[l];
+    list[0] = n;
+    memcpy(list + 1, c->aSel + (size_t)l * g->nM, sizeof(uint32_t) * n);
+  }
+  if (bPar) hnsw_unlock(&g->aLock[id]);
+  hnsw_mark_dirty(g, id, bPar);
+  __atomic_store_n(&g->aState[id], HNSW_ST_LIVE, __ATOMIC_RELEASE);
+  for (int l = 0; l <= L && l <= top; l++) {
+    const uint32_t *sel = c->aSel + (size_t)l * g->nM;
+    for (int j = 0; j < c->anSel[l]; j++) hnsw_add_link(g, c, sel[j], id, l, bPar);
+  }
+}
+
+/* Insert id (level L, stored-form vector q, stored at id already in a
+** batch). Serial: bPar = 0. Returns with the graph consistent on error. */
+static int hnsw_insert_one(annex_hnsw *g, hnsw_ctx *c, uint32_t id,
+                           const void *q, int L, int bPar) {
+  uint32_t e = 0;
+  int top, rc, bHold;
+  if (bPar) {
+    hnsw_lock(&g->bEntryLock);
+    top = g->iEntry < 0 ? -1 : g->nTop;
+    if (top >= 0) {
+      e = (uint32_t)g->iEntry;
+      if (g->aLevel[e] < top) top = g->aLevel[e];
+    }
+    bHold = L > top; /* a new top level: hold the entry until linked */
+    if (!bHold) hnsw_unlock(&g->bEntryLock);
+  } else {
+    rc = hnsw_entry(g, &e, &top);
+    if (rc) return rc;
+    bHold = L > top;
+  }
+  if (top >= 0) {
+    rc = hnsw_plan(g, c, id, q, L, e, top, bPar);
+    if (rc) {
+      if (bPar && bHold) hnsw_unlock(&g->bEntryLock);
+      return rc;
+    }
+  } else {
+    for (int l = 0; l <= ANNEX_HNSW_MAX_LEVEL; l++) c->anSel[l] = 0;
+    top = -1;
+  }
+  if (q != hnsw_vec(g, id)) memcpy(g->aVec + (size_t)id * g->nVB, q, g->nVB);
+  if (hnsw_state(g, id) != HNSW_ST_LIVE) {
+    if (bPar) {
+      __atomic_fetch_add(&g->nNode, 1, HNSW_RELAXED);
+    } else {
+      g->nNode++;
+    }
+  }
+  hnsw_link(g, c, id, L, top, bPar);
+  if (bHold) {
+    g->iEntry = id;
+    g->nTop = L;
+    if (bPar) hnsw_unlock(&g->bEntryLock);
+  }
+  return ANNEX_HNSW_OK;
+}
+
+int annex_hnsw_insert(annex_hnsw *g, uint32_t id, const void *pVec) {
+  int rc, L, bNew;
+  if (id >= HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+  rc = annex_hnsw_reserve(g, id + 1);
+  if (rc) return rc;
+  if (g->aState[id] == HNSW_ST_NONE && g->bIo) {
+    rc = annex_hnsw_load(g, id); /* a stored node keeps its level */
+    if (rc && rc != ANNEX_HNSW_ABSENT) return rc;
+  }
+  bNew = g->aState[id] != HNSW_ST_LIVE;
+  if (bNew) {
+    L = annex_hnsw_random_level(g, id);
+    rc = hnsw_set_levels(g, id, L);
+    if (rc) return rc;
+  } else {
+    L = g->aLevel[id];
+  }
+  hnsw_prepare(g, pVec, g->ctx0.aQ);
+  return hnsw_insert_one(g, &g->ctx0, id, g->ctx0.aQ, L, 0);
+}
+
+/* ---------------------------------------------------------------- batch */
+
+/* Per-batch state shared by the team. */
+typedef struct hnsw_batch {
+  const uint32_t *aId;  /* ids to insert */
+  size_t n;             /* how many */
+  unsigned char *aDone; /* per item: 0 to do, 1 done, 2 duplicate */
+  hnsw_ctx *aCtx;       /* contexts of threads 1.. (thread 0: ctx0) */
+  size_t iNext;         /* next item to claim (atomic) */
+  size_t nDone;         /* items inserted (atomic) */
+  int rcStop;           /* first error or progress stop (atomic) */
+  int (*xProgress)(void *, size_t, size_t); /* progress callback */
+  void *pProgressCtx;   /* its context */
+} hnsw_batch;
+
+/* Allocate threads 1..nThread-1's contexts and the lock array. */
+static int hnsw_batch_alloc(annex_hnsw *g, hnsw_batch *b, int nThread) {
+  b->aCtx = annex_calloc((size_t)nThread, sizeof(hnsw_ctx));
+  g->aLock = annex_calloc(g->nCap, 1);
+  b->aDone = annex_calloc(b->n, 1);
+  if (!b->aCtx || !g->aLock || !b->aDone) return ANNEX_HNSW_NOMEM;
+  for (int t = 1; t < nThread; t++) {
+    if (hnsw_ctx_init(g, &b->aCtx[t], g->nCap)) return ANNEX_HNSW_NOMEM;
+  }
+  return ANNEX_HNSW_OK;
+}
+
+static void hnsw_batch_release(annex_hnsw *g, hnsw_batch *b, int nThread) {
+  if (b->aCtx) {
+    for (int t = 1; t < nThread; t++) hnsw_ctx_free(&b->aCtx[t]);
+  }
+  annex_free(b->aCtx);
+  annex_free(b->aDone);
+  annex_free(g->aLock);
+  g->aLock = NULL;
+}
+
+/* Serial preparation: duplicates, upper blocks for new nodes (the only
+** step that allocates), then vectors and pending states. */
+static int hnsw_batch_prepare(annex_hnsw *g, hnsw_batch *b, const void *aVec) {
+  unsigned char *aSeen = g->aLock; /* zeroed, nCap bytes: reused as marks */
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t id = b->aId[i];
+    if (aSeen[id]) {
+      b->aDone[i] = 2;
+      continue;
+    }
+    aSeen[id] = 1;
+    if (aVec && g->aState[id] != HNSW_ST_LIVE) {
+      int rc = hnsw_set_levels(g, id, annex_hnsw_random_level(g, id));
+      if (rc) return rc;
+    }
+  }
+  memset(aSeen, 0, g->nCap);
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t id = b->aId[i];
+    if (b->aDone[i]) continue;
+    if (aVec) {
+      hnsw_prepare(g, (const unsigned char *)aVec + i * g->nIn, g->aVec + (size_t)id * g->nVB);
+      if (g->aState[id] != HNSW_ST_LIVE) g->aState[id] = HNSW_ST_PENDNEW;
+    } else {
+      for (int l = 0; l <= g->aLevel[id]; l++) hnsw_list(g, id, l)[0] = 0;
+      g->aState[id] = HNSW_ST_PENDOLD;
+      g->nNode--;
+      if (g->iEntry == (int64_t)id) g->iEntry = -1, g->nTop = -1;
+    }
+  }
+  return ANNEX_HNSW_OK;
+}
+
+/* After the team: items left pending go back to what they were. */
+static void hnsw_batch_restore(annex_hnsw *g, hnsw_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t id = b->aId[i];
+    if (b->aDone[i]) continue;
+    if (g->aState[id] == HNSW_ST_PENDNEW) {
+      hnsw_forget(g, id);
+    } else if (g->aState[id] == HNSW_ST_PENDOLD) {
+      g->aState[id] = HNSW_ST_LIVE; /* in memory, lists empty */
+      g->nNode++;
+      hnsw_mark_dirty(g, id, 0);
+      if (g->iEntry < 0 || g->aLevel[id] > g->nTop) {
+        g->iEntry = id;
+        g->nTop = g->aLevel[id];
+      }
+    }
+  }
+}
+
+/* One thread's share: claim items until none are left or a stop. */
+static void hnsw_batch_work(annex_hnsw *g, hnsw_batch *b, hnsw_ctx *c,
+                            int bMain, int bPar) {
+  size_t nReported = 0;
+  for (;;) {
+    size_t i;
+    uint32_t id;
+    int rc;
+    if (__atomic_load_n(&b->rcStop, HNSW_RELAXED)) break;
+    i = __atomic_fetch_add(&b->iNext, 1, HNSW_RELAXED);
+    if (i >= b->n) break;
+    if (b->aDone[i] == 2) continue;
+    id = b->aId[i];
+    rc = hnsw_insert_one(g, c, id, hnsw_vec(g, id), g->aLevel[id], bPar);
+    if (rc == ANNEX_HNSW_OK) {
+      b->aDone[i] = 1;
+      __atomic_fetch_add(&b->nDone, 1, HNSW_RELAXED);
+    } else {
+      int zero = 0;
+      __atomic_compare_exchange_n(&b->rcStop, &zero, rc, 0, HNSW_RELAXED,
+                                  HNSW_RELAXED);
+    }
+    if (bMain && b->xProgress) {
+      size_t nDone = __atomic_load_n(&b->nDone, HNSW_RELAXED);
+      if (nDone - nReported >= 256) {
+        int zero = 0;
+        nReported = nDone;
+        rc = b->xProgress(b->pProgressCtx, nDone, b->n);
+        if (rc) {
+          __atomic_compare_exchange_n(&b->rcStop, &zero, rc, 0, HNSW_RELAXED,
+                                      HNSW_RELAXED);
+        }
+      }
+    }
+  }
+}
+
+int annex_hnsw_insert_batch(annex_hnsw *g, const uint32_t *aId, size_t n,
+                            const void *aVec, int nThread,
+                            int (*xProgress)(void *, size_t, size_t),
+                            void *pProgressCtx) {
+  hnsw_batch b;
+  uint32_t mx = 0;
+  int rc;
+  memset(&b, 0, sizeof b);
+  b.aId = aId;
+  b.n = n;
+  b.xProgress = xProgress;
+  b.pProgressCtx = pProgressCtx;
+  for (size_t i = 0; i < n; i++) {
+    if (aId[i] >= HNSW_ID_LIMIT) return ANNEX_HNSW_RANGE;
+    if (!aVec && !annex_hnsw_has(g, aId[i])) return ANNEX_HNSW_ABSENT;
+    if (aId[i] > mx) mx = aId[i];
+  }
+#ifdef ANNEX_HAVE_OPENMP
+  if (nThread < 1) nThread = 1;
+  if ((size_t)nThread > n) nThread = n ? (int)n : 1;
+#else
+  nThread = 1;
+#endif
+  if (n > 0) {
+    uint32_t e;
+    int top;
+    rc = hnsw_entry(g, &e, &top);
+    if (rc) return rc;
+  }
+  rc = n ? annex_hnsw_reserve(g, mx + 1) : ANNEX_HNSW_OK;
+  if (rc == ANNEX_HNSW_OK) rc = hnsw_batch_alloc(g, &b, nThread);
+  if (rc == ANNEX_HNSW_OK) rc = hnsw_batch_prepare(g, &b, aVec);
+  if (rc) {
+    if (g->aLock && b.aDone) hnsw_batch_restore(g, &b);
+    hnsw_batch_release(g, &b, nThread);
+    return rc;
+  }
+#ifdef ANNEX_HAVE_OPENMP
+  if (nThread > 1) {
+#pragma omp parallel num_threads(nThread)
+    {
+      int t = omp_get_thread_num();
+      hnsw_batch_work(g, &b, t ? &b.aCtx[t] : &g->ctx0, t == 0, 1);
+    }
+  } else
+#endif
+  {
+    hnsw_batch_work(g, &b, &g->ctx0, 1, 0);
+  }
+  hnsw_batch_restore(g, &b);
+  hnsw_batch_release(g, &b, nThread);
+  rc = b.rcStop;
+  if (rc == ANNEX_HNSW_OK && xProgress) rc = xProgress(pProgressCtx, b.nDone, n);
+  return rc;
+}
+
+/* --------------------------------------------------------------- repair */
+
+static inline int hnsw_dead(const annex_hnsw *g, const unsigned char *aLive,
+                            uint64_t nLive, uint32_t id) {
+  return g->aState[id] != HNSW_ST_LIVE || id >= nLive || !hnsw_bit(aLive, id);
+}
+
+/* Re-link live node v at level lev if its list names a dead node. */
+static void hnsw_repair_list(annex_hnsw *g, hnsw_ctx *c, uint32_t v, int lev,
+                             const unsigned char *aLive, uint64_t nLive) {
+  uint32_t *list = hnsw_list(g, v, lev), cnt = list[0], mx;
+  const unsigned char *pv = hnsw_vec(g, v);
+  size_t n = 0;
+  int bDead = 0;
+  for (uint32_t j = 1; j <= cnt && !bDead; j++) {
+    bDead = hnsw_dead(g, aLive, nLive, list[j]);
+  }
+  if (!bDead) return;
+  hnsw_ctx_epoch(c);
+  c->aTag[v] = c->iEpoch;
+  for (uint32_t j = 1; j <= cnt; j++) {
+    uint32_t nb = list[j];
+    if (!hnsw_dead(g, aLive, nLive, nb)) {
+      if (c->aTag[nb] == c->iEpoch) continue;
+      c->aTag[nb] = c->iEpoch;
+      c->aScr[n].id = nb;
+      c->aScr[n++].d = hnsw_dist(g, pv, hnsw_vec(g, nb));
+    } else if (g->aState[nb] == HNSW_ST_LIVE && g->aLevel[nb] >= lev) {
+      const uint32_t *l2 = hnsw_list(g, nb, lev);
+      for (uint32_t i = 1; i <= l2[0]; i++) {
+        uint32_t x = l2[i];
+        if (hnsw_dead(g, aLive, nLive, x) || c->aTag[x] == c->iEpoch) continue;
+        c->aTag[x] = c->iEpoch;
+        c->aScr[n].id = x;
+        c->aScr[n++].d = hnsw_dist(g, pv, hnsw_vec(g, x));
+      }
+    }
+  }
+  hnsw_sort(c->aScr, n);
+  mx = lev ? g->nM : g->nM0;
+  list[0] = hnsw_heuristic(g, c->aScr, n, mx, list + 1);
+  hnsw_set_bit_atomic(g->aDirty, v);
+}
+
+/* A new entry point when the old one died: the highest live node. */
+static void hnsw_repair_entry(annex_hnsw *g) {
+  int64_t best = -1;
+  int top = -1;
+  if (g->iEntry >= 0 && (uint64_t)g->iEntry < g->nCap &&
+      g->aState[g->iEntry] == HNSW_ST_LIVE) {
+    return;
+  }
+  for (uint32_t i = 0; i < g->nCap; i++) {
+    if (g->aState[i] == HNSW_ST_LIVE && (int)g->aLevel[i] > top) {
+      top = g->aLevel[i];
+      best = i;
+    }
+  }
+  g->iEntry = best;
+  g->nTop = top;
+}
+
+int annex_hnsw_repair(annex_hnsw *g, const unsigned char *aLive,
+                      uint64_t nLiveBits, int nThread) {
+  hnsw_ctx *aCtx;
+  size_t nScr = (size_t)g->nM0 * (1 + g->nM0) + 1;
+  int rc = ANNEX_HNSW_OK;
+#ifdef ANNEX_HAVE_OPENMP
+  if (nThread < 1) nThread = 1;
+#else
+  nThread = 1;
+#endif
+  if (g->nCap == 0) return ANNEX_HNSW_OK;
+  aCtx = annex_calloc((size_t)nThread, sizeof(hnsw_ctx));
+  if (aCtx == NULL) return ANNEX_HNSW_NOMEM;
+  for (int t = 1; t < nThread && rc == ANNEX_HNSW_OK; t++) {
+    rc = hnsw_ctx_init(g, &aCtx[t], g->nCap);
+  }
+  for (int t = 0; t < nThread && rc == ANNEX_HNSW_OK; t++) {
+    hnsw_ctx *c = t ? &aCtx[t] : &g->ctx0;
+    rc = hnsw_grow((void **)&c->aScr, &c->nScrCap, nScr, sizeof(hnsw_pair));
+  }
+  if (rc == ANNEX_HNSW_OK) {
+    /* Phase 1: each live node rewrites only its own lists and reads only
+    ** dead nodes' lists, which nobody writes: no locks. */
+    long long nCap = g->nCap;
+#ifdef ANNEX_HAVE_OPENMP
+#pragma omp parallel for schedule(dynamic, 256) num_threads(nThread) if (nThread > 1)
+#endif
+    for (long long i = 0; i < nCap; i++) {
+      uint32_t v = (uint32_t)i;
+      int t = 0;
+#ifdef ANNEX_HAVE_OPENMP
+      t = omp_get_thread_num();
+#endif
+      if (hnsw_dead(g, aLive, nLiveBits, v)) continue;
+      for (int l = 0; l <= g->aLevel[v]; l++) {
+        hnsw_repair_list(g, t ? &aCtx[t] : &g->ctx0, v, l, aLive, nLiveBits);
+      }
+    }
+    /* Phase 2: forget the dead. */
+    for (uint32_t i = 0; i < g->nCap; i++) {
+      if (g->aState[i] != HNSW_ST_LIVE || !hnsw_dead(g, aLive, nLiveBits, i)) {
+        continue;
+      }
+      hnsw_forget(g, i);
+      g->aRemoved[i >> 3] |= (unsigned char)(1u << (i & 7));
+    }
+    hnsw_repair_entry(g);
+  }
+  for (int t = 1; t < nThread; t++) hnsw_ctx_free(&aCtx[t]);
+  annex_free(aCtx);
+  return rc;
+}
+
+/* ------------------------------------------------------- dirty/removed */
+
+static int hnsw_next_bit(const unsigned char *a, uint32_t nCap, uint32_t i,
+                         uint32_t *pId) {
+  while (i < nCap) {
+    if ((i & 7) == 0 && a[i >> 3] == 0) {
+      i += 8;
+      continue;
+    }
+    if (hnsw_bit(a, i)) {
+      *pId = i;
+      return 1;
+    }
+    i++;
+  }
+  return 0;
+}
+
+int annex_hnsw_next_dirty(const annex_hnsw *g, uint32_t iFrom, uint32_t *pId) {
+  return hnsw_next_bit(g->aDirty, g->nCap, iFrom, pId);
+}
+
+int annex_hnsw_next_removed(const annex_hnsw *g, uint32_t iFrom,
+                            uint32_t *pId) {
+  return hnsw_next_bit(g->aRemoved, g->nCap, iFrom, pId);
+}
+
+void annex_hnsw_clear_dirty(annex_hnsw *g) {
+  if (g->nCap == 0) return;
+  memset(g->aDirty, 0, ((size_t)g->nCap + 7) / 8);
+  memset(g->aRemoved, 0, ((size_t)g->nCap + 7) / 8);
+}
