@@ -79,11 +79,16 @@ typedef struct annex_hnsw_io {
   int (*xVector)(void *pCtx, uint32_t id, void *out);
 } annex_hnsw_io;
 
-/* Create an empty graph; *pp is NULL on error. M is clamped to
-** [2, ANNEX_HNSW_MAX_M] and efConstruction to >= M. */
+/* Create an empty graph; *pp is NULL on error (ANNEX_HNSW_RANGE for an
+** (element, metric) pair without a kernel or nDim 0). M is clamped to
+** [2, ANNEX_HNSW_MAX_M] and efConstruction to >= M. A graph serves one
+** call at a time (search keeps scratch in it); batch and repair run their
+** own threads inside. */
 int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp);
 void annex_hnsw_free(annex_hnsw *g);
-/* Install (or, with NULL, remove) the lazy loader. */
+/* Install (or, with NULL, remove) the lazy loader; O(1), so it may be
+** installed around each query. Ids it answered ABSENT for stay absent
+** until put, inserted or reset. */
 void annex_hnsw_set_io(annex_hnsw *g, const annex_hnsw_io *io);
 const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g);
 
@@ -149,7 +154,9 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
 int annex_hnsw_repair(annex_hnsw *g, const unsigned char *aLive,
                       uint64_t nLiveBits, int nThread);
 
-/* Dirty nodes (records changed since the last clear), in increasing id. */
+/* Dirty nodes (records changed since the last clear), in increasing id:
+** 1 with *pId = the first one >= iFrom, 0 when there is none (same for
+** next_removed). */
 int annex_hnsw_next_dirty(const annex_hnsw *g, uint32_t iFrom, uint32_t *pId);
 /* Nodes removed by repair since the last clear. */
 int annex_hnsw_next_removed(const annex_hnsw *g, uint32_t iFrom,
