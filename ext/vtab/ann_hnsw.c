@@ -67,6 +67,7 @@ typedef struct hnsw_ann {
   int *aSave;               /* nPend at each open savepoint (owned) */
   int nSave;
   int bTxnGraph;            /* this transaction changed g or T_hnsw */
+  int bTxnOk;               /* validated inside this write transaction */
   unsigned char *aRec;      /* record buffer of the lazy loader (owned) */
   size_t nRecAlloc;
   sqlite3_stmt *pGet, *pPut, *pDel; /* T_hnsw statements (owned) */
@@ -305,10 +306,13 @@ static int hnsw_load_entry(hnsw_ann *h) {
 static int hnsw_validate(hnsw_ann *h) {
   annex_table *p = h->base.pTab;
   sqlite3_int64 v;
-  int rc = annex_storage_config_int(p, "changes", &v);
+  int rc;
+  if (h->bTxnOk) return SQLITE_OK; /* nobody else writes until we end */
+  rc = annex_storage_config_int(p, "changes", &v);
   if (rc != SQLITE_OK) return rc;
   if (h->iChanges >= 0 &&
       (v == h->iChanges || (p->bCounterBumped && v == h->iChanges + 1))) {
+    h->bTxnOk = p->bCounterBumped;
     return SQLITE_OK;
   }
   if (h->nPend > 0) return SQLITE_CORRUPT_VTAB; /* cannot happen */
@@ -318,6 +322,7 @@ static int hnsw_validate(hnsw_ann *h) {
   /* A counter already bumped by this transaction's first write belongs to
   ** the state the cache is loaded from plus this transaction. */
   if (rc == SQLITE_OK) h->iChanges = p->bCounterBumped ? v - 1 : v;
+  if (rc == SQLITE_OK) h->bTxnOk = p->bCounterBumped;
   return rc;
 }
 
@@ -471,6 +476,7 @@ static int hnsw_update_vector(annex_ann *a, sqlite3_int64 iSlot,
 /* Transactions **********************************************************/
 
 static void hnsw_end_txn(hnsw_ann *h) {
+  h->bTxnOk = 0;
   h->nPend = 0;
   hnsw_pend_remark(h);
   h->nSave = 0;
@@ -887,6 +893,8 @@ static int hnsw_optimize(hnsw_ann *h) {
     rc = hnsw_del_record(h, aDead[i]);
   }
   sqlite3_free(aDead);
+  /* The tombstones' vectors are no longer needed: free their chunks. */
+  if (rc == SQLITE_OK) rc = annex_storage_drop_empty_chunks(p);
   if (rc == SQLITE_OK) rc = hnsw_settle(h);
   return rc;
 }

@@ -176,6 +176,9 @@ int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
                          sqlite3_int64 iNew, sqlite3_value **apVal,
                          sqlite3_int64 *piSlot, void *pVecOut, int *pbVec);
 
+/* Delete every chunk whose slots were all allocated and freed (tables with
+** an ANN index keep them until the index has dropped its tombstones). */
+int annex_storage_drop_empty_chunks(annex_table *p);
 /* Global slot of row iRowid; SQLITE_DONE if there is no such row. */
 int annex_storage_locate(annex_table *p, sqlite3_int64 iRowid,
                          sqlite3_int64 *piSlot);

@@ -235,8 +235,8 @@ static int ann_hits_to_rows(annex_table *p, annex_hit *a, sqlite3_int64 *pn) {
     sqlite3_int64 iRowid;
     int bLive = 0;
     int rc = annex_storage_slot_info(p, a[i].rowid, &iRowid, &bLive);
-    if (rc == SQLITE_DONE) continue;
-    if (rc != SQLITE_OK) return rc;
+    if (rc == SQLITE_DONE) bLive = 0;
+    else if (rc != SQLITE_OK) return rc;
     if (!bLive) return SQLITE_CORRUPT_VTAB; /* the index lost a delete */
     a[n].score = a[i].score;
     a[n++].rowid = iRowid;

@@ -39,6 +39,8 @@
 **                  int8, dims/8 for bit), in slot order
 **       A chunk is created zero-filled when its first slot is allocated and
 **       deleted when every one of its slots was allocated and then freed.
+**       In a table with an ANN index the deletion waits for 'optimize':
+**       the index's tombstones keep their vectors there (ann.h).
 **
 **   T_dict(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)
 **       every distinct text value ever stored in a metadata column, so the
@@ -780,6 +782,26 @@ static int maybe_drop_chunk(annex_table *p, sqlite3_blob **pb,
   return sqlite3_reset(s);
 }
 
+int annex_storage_drop_empty_chunks(annex_table *p) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 nSlots, nChunk;
+  int rc;
+  annex_storage_reset_blobs(p);
+  rc = annex_storage_slots(p, &nSlots);
+  nChunk = nSlots / c->nChunk; /* chunks whose slots were all allocated */
+  for (sqlite3_int64 i = 0; i < nChunk && rc == SQLITE_OK; i++) {
+    sqlite3_blob *b = NULL;
+    rc = write_blob_open(p, i, &b);
+    if (rc == SQLITE_CORRUPT_VTAB && b == NULL) {
+      rc = SQLITE_OK; /* already gone */
+      continue;
+    }
+    if (rc == SQLITE_OK) rc = maybe_drop_chunk(p, &b, i);
+    if (b) sqlite3_blob_close(b);
+  }
+  return rc;
+}
+
 int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid,
                          sqlite3_int64 *piSlot) {
   const annex_config *c = p->pConfig;
@@ -794,7 +816,9 @@ int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid,
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK) rc = write_blob_open(p, iSlot / c->nChunk, &b);
   if (rc == SQLITE_OK) rc = write_valid_bit(b, (int)(iSlot % c->nChunk), 0);
-  if (rc == SQLITE_OK) rc = maybe_drop_chunk(p, &b, iSlot / c->nChunk);
+  if (rc == SQLITE_OK && p->pAnn == NULL) {
+    rc = maybe_drop_chunk(p, &b, iSlot / c->nChunk);
+  }
   if (b) sqlite3_blob_close(b);
   if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_DELETE, &s);
   if (rc == SQLITE_OK) {
