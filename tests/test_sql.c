@@ -2222,7 +2222,7 @@ static void test_integrity_check(void **state) {
   /* the stored dimensions disagree */
   build_c(db);
   st_exec(db, "UPDATE c_config SET value = 5 WHERE key = 'dims'");
-  expect_corrupt(db, "c_config says 5 dimensions, the table declares 4");
+  expect_corrupt(db, "c_config says dims = 5, expected 4");
 
   /* the slot counter went missing */
   build_c(db);

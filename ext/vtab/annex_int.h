@@ -146,6 +146,9 @@ typedef enum annex_stmt_id {
 
 int annex_storage_create(annex_table *p, char **pzErr);
 int annex_storage_check_format(annex_table *p, char **pzErr);
+/* For integrity-check: every T_config key is present, of its type, and
+** agrees with the declaration; SQLITE_CORRUPT_VTAB (message set) if not. */
+int annex_storage_check_config(annex_table *p);
 int annex_storage_destroy(annex_table *p);
 int annex_storage_rename(annex_table *p, const char *zNew);
 /* Prepared statement id, cached on the table. */
@@ -214,6 +217,14 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk);
 /* Copy nVec vectors from iSlot (chunk-relative) of the current chunk. */
 int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
                              void *out);
+/* integrity-check: the rules of one chunk that need no T_rows (a full
+** chunk keeps a live slot, metadata tags are known, NULL and BLOB tags
+** carry 0, live float vectors are finite): SQLITE_OK, or
+** SQLITE_CORRUPT_VTAB with the message set. After the last chunk,
+** annex_chunk_iter_check_end requires the chunk still filling to exist:
+** SQLITE_DONE, or SQLITE_CORRUPT_VTAB. */
+int annex_chunk_check(annex_chunk_iter *it, const annex_chunk *ch);
+int annex_chunk_iter_check_end(annex_chunk_iter *it);
 void annex_chunk_iter_close(annex_chunk_iter *it);
 
 /**************************************************************************

@@ -50,7 +50,7 @@ static int check_meta(annex_table *p, const annex_chunk *ch, int iPos,
     pV = ch->pMeta + annex_meta_values_offset(m, c->nChunk) + 8 * (size_t)iPos;
     for (int b = 7; b >= 0; b--) u = (u << 8) | pV[b];
     got.v = (int64_t)u;
-    if (got.tag != want.tag || (want.tag != ANNEX_MT_BLOB && got.v != want.v)) {
+    if (got.tag != want.tag || got.v != want.v) {
       return corrupt(p, "chunk %lld slot %d: the compact copy of column %s "
                      "does not match %s_rows", ch->iChunk, iPos,
                      c->aCol[i].zName, p->zName);
@@ -121,17 +121,15 @@ static int count_rows(annex_table *p, sqlite3_int64 *pn) {
 int annex_integrity_check(annex_table *p) {
   annex_chunk_iter *it = NULL;
   annex_chunk ch;
-  sqlite3_int64 nLive = 0, nRows = 0, nDims = 0;
-  int rc = annex_storage_config_int(p, "dims", &nDims);
-  if (rc == SQLITE_OK && nDims != p->pConfig->nDim) {
-    return corrupt(p, "%s_config says %lld dimensions, the table declares %d",
-                   p->zName, nDims, p->pConfig->nDim);
-  }
+  sqlite3_int64 nLive = 0, nRows = 0;
+  int rc = annex_storage_check_config(p);
   if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, &it);
   while (rc == SQLITE_OK) {
     rc = annex_chunk_iter_next(it, &ch);
-    if (rc == SQLITE_ROW) rc = check_chunk(p, &ch, &nLive);
+    if (rc == SQLITE_ROW) rc = annex_chunk_check(it, &ch);
+    if (rc == SQLITE_OK) rc = check_chunk(p, &ch, &nLive);
   }
+  if (rc == SQLITE_DONE) rc = annex_chunk_iter_check_end(it);
   annex_chunk_iter_close(it);
   if (rc == SQLITE_CORRUPT_VTAB && p->base.zErrMsg == NULL) {
     return corrupt(p, "a chunk is missing, misplaced or has the wrong size");

@@ -88,10 +88,29 @@ static int append_term(sqlite3_str *s, const annex_term *t, sqlite3_value *v,
   return SQLITE_OK;
 }
 
-/* Run the SELECT and set the bits of the matching slots. */
+/* Make the bitmap *pa (*pnByte bytes) cover slot iSlot, zero-filled. */
+static int bitmap_grow(unsigned char **pa, sqlite3_int64 *pnByte,
+                       sqlite3_int64 iSlot) {
+  sqlite3_int64 nNew = *pnByte * 2;
+  unsigned char *a;
+  if (iSlot / 8 < *pnByte) return SQLITE_OK;
+  if (nNew <= iSlot / 8) nNew = iSlot / 8 + 1;
+  if (nNew < 64) nNew = 64;
+  a = sqlite3_realloc64(*pa, (sqlite3_uint64)nNew);
+  if (a == NULL) return SQLITE_NOMEM;
+  memset(a + *pnByte, 0, (size_t)(nNew - *pnByte));
+  *pa = a;
+  *pnByte = nNew;
+  return SQLITE_OK;
+}
+
+/* Run the SELECT and set the bits of the matching slots in *pa, grown as
+** needed: its size follows the slots T_rows holds, not the slot counter,
+** which a corrupt T_config may make huge. Slots at or past nSlots are
+** corrupt. */
 static int fill_bitmap(annex_table *p, const char *zSql, sqlite3_value **apBind,
-                       int nBind, unsigned char *a, sqlite3_int64 nSlots,
-                       sqlite3_int64 *pnAllowed) {
+                       int nBind, unsigned char **pa, sqlite3_int64 *pnByte,
+                       sqlite3_int64 nSlots, sqlite3_int64 *pnAllowed) {
   sqlite3_stmt *pStmt = NULL;
   int rc = sqlite3_prepare_v2(p->db, zSql, -1, &pStmt, NULL);
   if (rc == SQLITE_ERROR && nBind > 999) {
@@ -102,10 +121,14 @@ static int fill_bitmap(annex_table *p, const char *zSql, sqlite3_value **apBind,
   }
   while (rc == SQLITE_OK && sqlite3_step(pStmt) == SQLITE_ROW) {
     sqlite3_int64 iSlot = sqlite3_column_int64(pStmt, 0);
+    unsigned char *a;
     if (iSlot < 0 || iSlot >= nSlots) {
       rc = SQLITE_CORRUPT_VTAB;
       break;
     }
+    rc = bitmap_grow(pa, pnByte, iSlot);
+    if (rc != SQLITE_OK) break;
+    a = *pa;
     if (!(a[iSlot >> 3] & (1u << (iSlot & 7)))) (*pnAllowed)++;
     a[iSlot >> 3] |= (unsigned char)(1u << (iSlot & 7));
   }
@@ -121,6 +144,7 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
   bind_list b = {NULL, 0, 0};
   int nFilter = 0, rc = SQLITE_OK;
   unsigned char *a = NULL;
+  sqlite3_int64 nSlots = 0, nByte = 0;
   char *zSql;
   *paAllowed = NULL;
   *pnSlots = *pnAllowed = 0;
@@ -136,15 +160,13 @@ int annex_filter_build(annex_table *p, const annex_term *aTerm, int nTerm,
   }
   zSql = annex_str_finish(s);
   if (zSql == NULL && rc == SQLITE_OK) rc = SQLITE_NOMEM;
-  if (rc == SQLITE_OK) rc = annex_storage_slots(p, pnSlots);
+  if (rc == SQLITE_OK) rc = annex_storage_slots(p, &nSlots);
+  if (rc == SQLITE_OK) rc = bitmap_grow(&a, &nByte, 0);
   if (rc == SQLITE_OK) {
-    a = sqlite3_malloc64((size_t)(*pnSlots / 8 + 1));
-    if (a == NULL) rc = SQLITE_NOMEM;
-    else memset(a, 0, (size_t)(*pnSlots / 8 + 1));
+    rc = fill_bitmap(p, zSql, b.a, b.n, &a, &nByte, nSlots, pnAllowed);
   }
-  if (rc == SQLITE_OK) {
-    rc = fill_bitmap(p, zSql, b.a, b.n, a, *pnSlots, pnAllowed);
-  }
+  /* the bitmap covers this many slots (those past it are not allowed) */
+  if (rc == SQLITE_OK) *pnSlots = nByte * 8 < nSlots ? nByte * 8 : nSlots;
   sqlite3_free(zSql);
   for (int i = 0; i < b.n; i++) sqlite3_value_free(b.a[i]);
   sqlite3_free(b.a);

@@ -17,6 +17,7 @@
 #include "../index/flat.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef ANNEX_HAVE_OPENMP
@@ -308,6 +309,32 @@ static void scan_cleanup(knn_scan *s, int bKeepHeap) {
   sqlite3_free(s->aSlot);
 }
 
+static int cmp_rowid(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* A rowid twice among the k best means two live slots claim one row (a
+** corrupt chunk): SQLITE_CORRUPT_VTAB rather than a duplicated answer. */
+static int check_distinct(annex_table *p, const annex_hit *a, size_t n) {
+  int64_t *aId;
+  int rc = SQLITE_OK;
+  if (n < 2) return SQLITE_OK;
+  aId = sqlite3_malloc64(sizeof(int64_t) * n);
+  if (aId == NULL) return SQLITE_NOMEM;
+  for (size_t i = 0; i < n; i++) aId[i] = a[i].rowid;
+  qsort(aId, n, sizeof(int64_t), cmp_rowid);
+  for (size_t i = 1; i < n && rc == SQLITE_OK; i++) {
+    if (aId[i] == aId[i - 1]) {
+      annex_set_error(&p->base, "annex table %s: two slots hold rowid %lld "
+                      "(database corrupt)", p->zName, (long long)aId[i]);
+      rc = SQLITE_CORRUPT_VTAB;
+    }
+  }
+  sqlite3_free(aId);
+  return rc;
+}
+
 int annex_knn_exact(annex_table *p, const annex_knn_query *q,
                     annex_hit **paRes, sqlite3_int64 *pnRes) {
   knn_scan s;
@@ -339,6 +366,11 @@ int annex_knn_exact(annex_table *p, const annex_knn_query *q,
     annex_topk *h = &s.aWorker[0].heap;
     for (int i = 1; i < s.nWorker; i++) annex_topk_merge(h, &s.aWorker[i].heap);
     annex_topk_sort(h);
+    rc = check_distinct(p, h->a, h->n);
+    if (rc != SQLITE_OK) {
+      scan_cleanup(&s, 0);
+      return rc;
+    }
     *paRes = h->a;
     *pnRes = (sqlite3_int64)h->n;
   } else {

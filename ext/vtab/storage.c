@@ -57,7 +57,9 @@
 ** stop the transaction from committing.
 */
 #include "annex_int.h"
+#include "../index/flat.h"
 
+#include <math.h>
 #include <string.h>
 
 size_t annex_chunk_valid_bytes(const annex_config *c) {
@@ -191,6 +193,17 @@ static char *stmt_sql(annex_table *p, annex_stmt_id id) {
   return NULL;
 }
 
+/* Keep the message of a failed prepare (a shadow table dropped or altered
+** behind annex's back): the cleanup that follows (finalizing other
+** statements) would reset the connection's message to "not an error". */
+static int prepare_error(annex_table *p, int rc) {
+  if (rc != SQLITE_NOMEM && p->base.zErrMsg == NULL) {
+    annex_set_error(&p->base, "annex table %s: %s", p->zName,
+                    sqlite3_errmsg(p->db));
+  }
+  return rc;
+}
+
 int annex_storage_stmt(annex_table *p, annex_stmt_id id, sqlite3_stmt **pp) {
   if (p->aStmt[id] == NULL) {
     char *zSql = stmt_sql(p, id);
@@ -199,7 +212,7 @@ int annex_storage_stmt(annex_table *p, annex_stmt_id id, sqlite3_stmt **pp) {
     rc = sqlite3_prepare_v3(p->db, zSql, -1, SQLITE_PREPARE_PERSISTENT,
                             &p->aStmt[id], NULL);
     sqlite3_free(zSql);
-    if (rc != SQLITE_OK) return rc;
+    if (rc != SQLITE_OK) return prepare_error(p, rc);
   }
   *pp = p->aStmt[id];
   return SQLITE_OK;
@@ -367,6 +380,62 @@ int annex_storage_check_format(annex_table *p, char **pzErr) {
   return rc;
 }
 
+/* Config text value zKey must equal zWant (NULL: be any text). */
+static int config_text_is(annex_table *p, const char *zKey, const char *zWant) {
+  sqlite3_stmt *s;
+  int rc = annex_storage_stmt(p, ANNEX_STMT_CONFIG_GET, &s), bOk = 0;
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_bind_text(s, 1, zKey, -1, SQLITE_STATIC);
+  if (sqlite3_step(s) == SQLITE_ROW &&
+      sqlite3_column_type(s, 0) == SQLITE_TEXT) {
+    const char *z = (const char *)sqlite3_column_text(s, 0);
+    bOk = z && (zWant == NULL || strcmp(z, zWant) == 0);
+  }
+  rc = sqlite3_reset(s);
+  if (rc == SQLITE_OK && !bOk) {
+    annex_set_error(&p->base, "annex integrity-check of %s: %s_config value "
+                    "'%s' is missing or disagrees with the table's "
+                    "declaration", p->zName, p->zName, zKey);
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  return rc;
+}
+
+/* Config integer value zKey must be present, not negative and, unless
+** bAny, equal want. */
+static int config_int_is(annex_table *p, const char *zKey, int bAny,
+                         sqlite3_int64 want) {
+  sqlite3_int64 v = 0;
+  int rc = annex_storage_config_int(p, zKey, &v);
+  if (rc == SQLITE_OK && ((!bAny && v != want) || v < 0)) {
+    annex_set_error(&p->base, "annex integrity-check of %s: %s_config says "
+                    "%s = %lld, expected %lld", p->zName, p->zName, zKey, v,
+                    want);
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  return rc;
+}
+
+int annex_storage_check_config(annex_table *p) {
+  const annex_config *c = p->pConfig;
+  sqlite3_int64 nChanges = 0;
+  int rc = config_int_is(p, "format", 0, ANNEX_FORMAT_VERSION);
+  if (rc == SQLITE_OK) rc = config_int_is(p, "dims", 0, c->nDim);
+  if (rc == SQLITE_OK) rc = config_int_is(p, "chunk_size", 0, c->nChunk);
+  if (rc == SQLITE_OK) {
+    rc = config_text_is(p, "column", c->aCol[c->iVecCol].zName);
+  }
+  if (rc == SQLITE_OK) rc = config_text_is(p, "element",
+                                           annex_elem_name(c->eElem));
+  if (rc == SQLITE_OK) rc = config_text_is(p, "metric",
+                                           annex_metric_name(c->eMetric));
+  /* (the spelling of the index kind is config.c's; it must be text) */
+  if (rc == SQLITE_OK) rc = config_text_is(p, "index", NULL);
+  if (rc == SQLITE_OK) rc = config_int_is(p, "slots", 1, 0);
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "changes", &nChanges);
+  return rc;
+}
+
 int annex_storage_destroy(annex_table *p) {
   annex_storage_close(p);
   return exec_fmt(p->db, NULL,
@@ -395,7 +464,10 @@ int annex_storage_bump_counter(annex_table *p) {
   int rc;
   if (p->bCounterBumped) return SQLITE_OK;
   rc = annex_storage_config_int(p, "changes", &n);
-  if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "changes", n + 1);
+  /* (wraps: the counter only has to differ; a corrupt one may be at max) */
+  if (rc == SQLITE_OK) {
+    rc = annex_storage_config_set_int(p, "changes", n == INT64_MAX ? 0 : n + 1);
+  }
   if (rc == SQLITE_OK) p->bCounterBumped = 1;
   return rc;
 }
@@ -495,6 +567,38 @@ int annex_storage_slot_info(annex_table *p, sqlite3_int64 iSlot,
   *piRowid = (sqlite3_int64)u;
   *pbLive = (byte >> (iPos % 8)) & 1;
   return SQLITE_OK;
+}
+
+/* Before a write through row iRowid's slot: the slot must be allocated,
+** live, and hold that rowid. Otherwise T_rows points elsewhere (corrupt),
+** and writing there would spread the damage to another row's slot. */
+static int check_owner(annex_table *p, sqlite3_int64 iRowid,
+                       sqlite3_int64 iSlot) {
+  const annex_config *c = p->pConfig;
+  int iPos = (int)(iSlot % c->nChunk);
+  unsigned char valid, aRowid[8];
+  sqlite3_int64 nSlots = 0;
+  uint64_t u = 0;
+  int rc = annex_storage_slots(p, &nSlots);
+  if (rc == SQLITE_OK && iSlot >= nSlots) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK) rc = read_blob_seek(p, iSlot / c->nChunk);
+  if (rc == SQLITE_OK) rc = sqlite3_blob_read(p->pReadBlob, &valid, 1, iPos / 8);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_blob_read(p->pReadBlob, aRowid, 8,
+                           (int)(annex_chunk_rowid_offset(c) + 8 * (size_t)iPos));
+  }
+  annex_storage_reset_blobs(p);
+  for (int b = 7; b >= 0; b--) u = (u << 8) | aRowid[b];
+  if (rc == SQLITE_OK &&
+      (!(valid & (1u << (iPos % 8))) || (sqlite3_int64)u != iRowid)) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  if (rc == SQLITE_CORRUPT_VTAB && p->base.zErrMsg == NULL) {
+    annex_set_error(&p->base, "annex table %s: row %lld points at slot %lld, "
+                    "which does not hold it (database corrupt)", p->zName,
+                    iRowid, iSlot);
+  }
+  return rc;
 }
 
 /* Open a write handle on chunk iChunk's data; the caller closes it. */
@@ -813,6 +917,7 @@ int annex_storage_delete(annex_table *p, sqlite3_int64 iRowid,
   annex_storage_reset_blobs(p);
   rc = annex_storage_locate(p, iRowid, &iSlot);
   if (rc == SQLITE_DONE) return SQLITE_OK; /* nothing to delete */
+  if (rc == SQLITE_OK) rc = check_owner(p, iRowid, iSlot);
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK) rc = write_blob_open(p, iSlot / c->nChunk, &b);
   if (rc == SQLITE_OK) rc = write_valid_bit(b, (int)(iSlot % c->nChunk), 0);
@@ -871,6 +976,7 @@ int annex_storage_update(annex_table *p, sqlite3_int64 iOld,
   aMeta = sqlite3_malloc64(sizeof(annex_mvalue) * (size_t)(c->nMeta + 1));
   rc = aMeta ? annex_storage_locate(p, iOld, &iSlot) : SQLITE_NOMEM;
   if (rc == SQLITE_DONE) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK) rc = check_owner(p, iOld, iSlot);
   if (rc == SQLITE_OK) rc = annex_storage_bump_counter(p);
   if (rc == SQLITE_OK && iNew != iOld) rc = rekey(p, iOld, iNew, iSlot);
   if (rc == SQLITE_OK) rc = annex_storage_stmt(p, ANNEX_STMT_ROWS_UPDATE, &s);
@@ -901,6 +1007,7 @@ struct annex_chunk_iter {
   sqlite3_int64 nSlots;   /* global slot counter at open */
   unsigned char *aHead;   /* valid bitmap + rowids of the current chunk */
   int64_t *aRowid;        /* aligned rowids of the current chunk */
+  sqlite3_int64 iLast;    /* id of the last chunk returned, -1 before */
 };
 
 int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
@@ -913,6 +1020,7 @@ int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
   if (it == NULL) return SQLITE_NOMEM;
   memset(it, 0, sizeof(*it));
   it->p = p;
+  it->iLast = -1;
   it->aHead = sqlite3_malloc64(annex_chunk_vector_offset(c));
   it->aRowid = sqlite3_malloc64(8 * (size_t)c->nChunk);
   if (it->aHead == NULL || it->aRowid == NULL) {
@@ -923,7 +1031,10 @@ int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
   zSql = sqlite3_mprintf("SELECT chunk FROM \"%w\".\"%w_chunks\" ORDER BY "
                          "chunk", p->zDb, p->zName);
   if (zSql == NULL) rc = SQLITE_NOMEM;
-  if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(p->db, zSql, -1, &it->pList, 0);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_prepare_v2(p->db, zSql, -1, &it->pList, 0);
+    if (rc != SQLITE_OK) prepare_error(p, rc);
+  }
   sqlite3_free(zSql);
   if (rc != SQLITE_OK) {
     annex_chunk_iter_close(it);
@@ -959,6 +1070,9 @@ static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
     rc = sqlite3_blob_open(p->db, p->zDb, zTab, "data", iChunk, 0, &it->pBlob);
     sqlite3_free(zTab);
   }
+  /* The row was just listed, so SQLITE_ERROR means its data is not a blob
+  ** (or text): "cannot open value of type integer". */
+  if (rc == SQLITE_ERROR) rc = SQLITE_CORRUPT_VTAB;
   if (rc == SQLITE_OK &&
       (size_t)sqlite3_blob_bytes(it->pBlob) != annex_chunk_bytes(c)) {
     rc = SQLITE_CORRUPT_VTAB;
@@ -989,6 +1103,7 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
   if (nLeft <= 0) return SQLITE_CORRUPT_VTAB;
   rc = iter_load(it, iChunk);
   if (rc != SQLITE_OK) return rc;
+  it->iLast = iChunk;
   pChunk->iChunk = iChunk;
   pChunk->nSlot = nLeft < c->nChunk ? (int)nLeft : c->nChunk;
   pChunk->aValid = it->aHead;
@@ -1003,6 +1118,87 @@ int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
   return sqlite3_blob_read(it->pBlob, out, (int)(c->szVec * (size_t)nVec),
                            (int)(annex_chunk_vector_offset(c) +
                                  c->szVec * (size_t)iSlot));
+}
+
+static int chunk_corrupt(annex_table *p, sqlite3_int64 iChunk,
+                         const char *zWhat, int iPos) {
+  annex_set_error(&p->base, "annex integrity-check of %s: chunk %lld %s%d",
+                  p->zName, iChunk, zWhat, iPos);
+  return SQLITE_CORRUPT_VTAB;
+}
+
+/* The live float vectors of a chunk are finite (the parser refuses NaN and
+** infinity, so one that is not was never written by annex). */
+static int check_vectors(annex_chunk_iter *it, const annex_chunk *ch) {
+  const annex_config *c = it->p->pConfig;
+  size_t nFloat = c->szVec / 4;
+  float *a;
+  int rc;
+  if (c->eElem != ANNEX_ELEM_FLOAT32) return SQLITE_OK;
+  a = sqlite3_malloc64(c->szVec * (size_t)ch->nSlot + 1);
+  if (a == NULL) return SQLITE_NOMEM;
+  rc = annex_chunk_iter_vectors(it, 0, ch->nSlot, a);
+  for (int i = 0; i < ch->nSlot && rc == SQLITE_OK; i++) {
+    if (!annex_bit_get(ch->aValid, i)) continue;
+    for (size_t j = 0; j < nFloat; j++) {
+      if (!isfinite(a[nFloat * (size_t)i + j])) {
+        rc = chunk_corrupt(it->p, ch->iChunk,
+                           "holds NaN or infinity in the vector of slot ", i);
+        break;
+      }
+    }
+  }
+  sqlite3_free(a);
+  return rc;
+}
+
+/* The metadata of live slots: known tags, and 0 under NULL and BLOB. */
+static int check_meta_tags(annex_chunk_iter *it, const annex_chunk *ch) {
+  static const unsigned char aZero[8];
+  const annex_config *c = it->p->pConfig;
+  for (int m = 0; m < c->nMeta; m++) {
+    const unsigned char *aTag, *aVal;
+    aTag = ch->pMeta + annex_meta_tags_offset(m, c->nChunk);
+    aVal = ch->pMeta + annex_meta_values_offset(m, c->nChunk);
+    for (int i = 0; i < ch->nSlot; i++) {
+      if (!annex_bit_get(ch->aValid, i)) continue;
+      if (aTag[i] > ANNEX_MT_BLOB) {
+        return chunk_corrupt(it->p, ch->iChunk, "has an unknown metadata tag "
+                             "in slot ", i);
+      }
+      if ((aTag[i] == ANNEX_MT_NULL || aTag[i] == ANNEX_MT_BLOB) &&
+          memcmp(aVal + 8 * (size_t)i, aZero, 8) != 0) {
+        return chunk_corrupt(it->p, ch->iChunk, "has a value under a NULL or "
+                             "BLOB tag in slot ", i);
+      }
+    }
+  }
+  return SQLITE_OK;
+}
+
+int annex_chunk_check(annex_chunk_iter *it, const annex_chunk *ch) {
+  const annex_config *c = it->p->pConfig;
+  int nLive = 0, rc;
+  for (int i = 0; i < c->nChunk; i++) nLive += annex_bit_get(ch->aValid, i);
+  if (nLive == 0 && ch->nSlot == c->nChunk) {
+    /* it is deleted when its last slot is freed */
+    return chunk_corrupt(it->p, ch->iChunk, "has every slot allocated and "
+                         "none live, so should not exist (slots: ", 0);
+  }
+  rc = check_meta_tags(it, ch);
+  if (rc == SQLITE_OK) rc = check_vectors(it, ch);
+  return rc;
+}
+
+int annex_chunk_iter_check_end(annex_chunk_iter *it) {
+  sqlite3_int64 n = it->p->pConfig->nChunk;
+  if (it->nSlots % n != 0 && it->iLast != it->nSlots / n) {
+    /* the chunk still filling is never deleted */
+    return chunk_corrupt(it->p, it->nSlots / n, "is missing, though the next "
+                         "slot goes into it at position ",
+                         (int)(it->nSlots % n));
+  }
+  return SQLITE_DONE;
 }
 
 void annex_chunk_iter_close(annex_chunk_iter *it) {
