@@ -747,6 +747,25 @@ static void test_records_lazy(void **state) {
     assert_int_equal(annex_hnsw_search(g3, a, 10, 40, NULL, 0, h, &nOut),
                      ANNEX_HNSW_CORRUPT);
   }
+  /* an entry point whose row is gone: no hits (and no insert) until some
+  ** node is in memory to stand in for it */
+  m.bCorrupt = 0;
+  annex_hnsw_reset(g3);
+  {
+    unsigned char *pSave = m.apRec[e];
+    annex_hit h[10];
+    size_t nOut = 99;
+    m.apRec[e] = NULL;
+    annex_hnsw_set_entry(g3, e, nTop);
+    assert_int_equal(annex_hnsw_search(g3, a, 10, 40, NULL, 0, h, &nOut), 0);
+    assert_int_equal(nOut, 0);
+    assert_int_equal(annex_hnsw_insert(g3, (uint32_t)n + 1, a),
+                     ANNEX_HNSW_ABSENT);
+    assert_int_equal(annex_hnsw_load(g3, e == 7 ? 8 : 7), 0);
+    assert_int_equal(annex_hnsw_search(g3, a, 10, 40, NULL, 0, h, &nOut), 0);
+    assert_int_equal(nOut, 10);
+    m.apRec[e] = pSave;
+  }
   annex_hnsw_free(g3);
   annex_hnsw_free(g2);
   annex_hnsw_free(g);

@@ -49,6 +49,11 @@
 
 #define HNSW_RELAXED __ATOMIC_RELAXED
 
+/* Cache lines of the next neighbour's vector fetched ahead while scoring. */
+#ifndef HNSW_PREFETCH_LINES
+#define HNSW_PREFETCH_LINES 1
+#endif
+
 /* One (score, id) pair of the heaps. */
 typedef struct hnsw_pair {
   float d;     /* internal score (cosine: -dot) */
@@ -741,8 +746,11 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
       float d;
       if (j < cnt) {
         uint32_t nx = list[j + 1];
+        const unsigned char *pNx = aVec + (size_t)nx * nVB;
         __builtin_prefetch(aTag + nx);
-        __builtin_prefetch(aVec + (size_t)nx * nVB);
+        for (size_t o = 0; o < HNSW_PREFETCH_LINES * 64 && o < nVB; o += 64) {
+          __builtin_prefetch(pNx + o);
+        }
       }
       if (aTag[nb] == iEpoch) continue;
       aTag[nb] = iEpoch;
@@ -794,14 +802,25 @@ static void hnsw_repair_entry(annex_hnsw *g);
 
 /* The entry point, loaded, with its usable top level (*pTop = -1: the
 ** graph is empty). An entry that cannot be loaded (its row is gone) is
-** replaced by the highest node in memory, if any. */
+** replaced by the highest node in memory; ANNEX_HNSW_ABSENT, with the
+** entry left as it was, when no node is in memory. */
 static int hnsw_entry(annex_hnsw *g, uint32_t *pId, int *pTop) {
   uint32_t e;
   int rc, top;
   if (g->iEntry >= 0) {
     rc = annex_hnsw_load(g, (uint32_t)g->iEntry);
-    if (rc == ANNEX_HNSW_ABSENT) hnsw_repair_entry(g);
-    else if (rc) return rc;
+    if (rc == ANNEX_HNSW_ABSENT) {
+      int64_t iOld = g->iEntry;
+      int nOld = g->nTop;
+      hnsw_repair_entry(g);
+      if (g->iEntry < 0) {
+        g->iEntry = iOld;
+        g->nTop = nOld;
+        return ANNEX_HNSW_ABSENT;
+      }
+    } else if (rc) {
+      return rc;
+    }
   }
   if (g->iEntry < 0) {
     *pTop = -1;
@@ -825,6 +844,7 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   *pnOut = 0;
   if (k == 0) return ANNEX_HNSW_OK;
   rc = hnsw_entry(g, &e, &top);
+  if (rc == ANNEX_HNSW_ABSENT) return ANNEX_HNSW_OK; /* nothing reachable */
   if (rc || top < 0) return rc;
   if (ef < k) ef = k;
   hnsw_prepare(g, pQuery, c->aQ);

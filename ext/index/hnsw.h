@@ -139,7 +139,9 @@ int annex_hnsw_insert_batch(annex_hnsw *g, const uint32_t *aId, size_t n,
 ** list of max(ef, k). aAccept is a bitmap over ids (bit id%8 of byte id/8;
 ** ids >= nAcceptBits are not accepted), or NULL to accept every node.
 ** Nodes not accepted are still traversed. aOut (capacity k) receives
-** (score, id) pairs sorted by (score, id); *pnOut may be < k. */
+** (score, id) pairs sorted by (score, id); *pnOut may be < k. An entry
+** point that io cannot load is replaced by the highest node in memory; with
+** none, search finds nothing and insert returns ANNEX_HNSW_ABSENT. */
 int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
                       const unsigned char *aAccept, uint64_t nAcceptBits,
                       annex_hit *aOut, size_t *pnOut);
