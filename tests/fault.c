@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "annex.h"
+#include "index/threads.h"
 #include "fault.h"
 #include "sqltest.h"
 
@@ -443,6 +444,9 @@ static int run_sql(sqlite3 *db, const char *zSql, digest *d, char *zErr,
 int fault_open(const char *zPath, const char *zVfs, sqlite3 **pDb) {
   sqlite3 *db = NULL;
   char *zErr = NULL;
+  /* One thread: graph builds are then deterministic, so the state after a
+  ** faulted run can be compared byte for byte with a clean run's. */
+  annex_thread_set(1);
   int rc = sqlite3_open_v2(zPath, &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, zVfs);
   *pDb = NULL;
@@ -942,6 +946,13 @@ char *fault_setup_sql(const char *zPragma) {
                         2000 + i % 7, i * 0.25, i);
   }
   sqlite3_str_appendall(s, "DELETE FROM t WHERE rowid = 13;\n");
+  /* The same rows in a table with an HNSW graph (tiny m so the graph has
+  ** several levels and full neighbour lists). */
+  sqlite3_str_appendall(
+      s, "CREATE VIRTUAL TABLE h USING annex(emb float[8], cat text, "
+         "index=hnsw(m=4, ef_construction=16), chunk_size=8);\n"
+         "INSERT INTO h(rowid, emb, cat) SELECT rowid, emb, cat FROM t;\n"
+         "DELETE FROM h WHERE rowid IN (2, 9);\n");
   for (unsigned i = 100; i < 120; i++) {
     sqlite3_str_appendall(s, "INSERT INTO src VALUES(annex_vector(");
     append_vec(s, i);
@@ -960,6 +971,7 @@ char *fault_setup_sql(const char *zPragma) {
 #define Q2 "[-0.5,0.5,0.25,-0.125,0,0.75,-0.25,0.5]"
 #define WARM_CONNECT "SELECT count(*) FROM t WHERE rowid = 1"
 #define WARM_SCHEMA "SELECT count(*) FROM sqlite_schema"
+#define WARM_HNSW "SELECT count(*) FROM h WHERE rowid = 1"
 
 static const fault_op g_aOp[] = {
     {"CREATE", WARM_SCHEMA,
@@ -1032,6 +1044,32 @@ static const fault_op g_aOp[] = {
     {"txn DELETE", WARM_CONNECT,
      "BEGIN; DELETE FROM t WHERE rowid <= 8 OR rowid IN (20, 33)", 0,
      "COMMIT"},
+    /* index=hnsw: writes link at commit, commands rebuild the graph */
+    {"hnsw INSERT", WARM_HNSW,
+     "INSERT INTO h(rowid, emb, cat) VALUES(41, " Q ", 'news')", 0, NULL},
+    {"hnsw INSERT SELECT", WARM_HNSW,
+     "INSERT INTO h(emb, cat) SELECT v, cat FROM src", 0, NULL},
+    {"hnsw UPDATE vector", WARM_HNSW,
+     "UPDATE h SET emb = '" Q2 "' WHERE rowid IN (3, 17, 40)", 0, NULL},
+    {"hnsw DELETE", WARM_HNSW,
+     "DELETE FROM h WHERE rowid <= 8 OR rowid IN (20, 33)", 0, NULL},
+    {"hnsw k-NN query", WARM_HNSW,
+     "SELECT rowid, distance, cat FROM h WHERE emb MATCH " Q " AND k = 5 "
+     "AND ef_search = 8;"
+     "SELECT rowid, distance FROM h WHERE emb MATCH " Q " AND k = 3 "
+     "AND cat IN ('news', 'tech') AND rowid > 4", 0, NULL},
+    {"hnsw reopen", WARM_HNSW,
+     "SELECT rowid, distance FROM h WHERE emb MATCH " Q " AND k = 4", 1,
+     NULL},
+    {"hnsw rebuild", WARM_HNSW, "INSERT INTO h(h) VALUES('rebuild')", 0,
+     NULL},
+    {"hnsw optimize", WARM_HNSW, "INSERT INTO h(h) VALUES('optimize')", 0,
+     NULL},
+    {"hnsw txn INSERT", WARM_HNSW,
+     "BEGIN; INSERT INTO h(emb, cat) SELECT v, cat FROM src; "
+     "SELECT rowid, distance FROM h WHERE emb MATCH " Q " AND k = 3", 0,
+     "COMMIT"},
+    {"hnsw DROP", WARM_SCHEMA, "DROP TABLE h", 0, NULL},
 };
 
 const fault_op *fault_ops(int *pn) {

@@ -665,10 +665,14 @@ static int hnsw_sync(annex_ann *a) {
     rc = hnsw_load_all(h);
     if (rc == SQLITE_OK) rc = hnsw_link_batch(h, h->aPend, (size_t)n, h->aPendVec);
   } else {
+    /* One by one, loading the nodes each insertion meets. */
+    annex_hnsw_io io = {h, hnsw_io_record, hnsw_io_vector};
+    annex_hnsw_set_io(h->g, &io);
     for (int i = 0; i < n && rc == SQLITE_OK; i++) {
       rc = hnsw_rc(annex_hnsw_insert(h->g, h->aPend[i],
                                      h->aPendVec + szVec * (size_t)i));
     }
+    annex_hnsw_set_io(h->g, NULL);
   }
   if (rc == SQLITE_OK) rc = hnsw_write_back(h);
   if (rc == SQLITE_OK) rc = hnsw_settle(h);

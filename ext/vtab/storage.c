@@ -219,10 +219,11 @@ int annex_storage_stmt(annex_table *p, annex_stmt_id id, sqlite3_stmt **pp) {
 }
 
 void annex_storage_reset_blobs(annex_table *p) {
-  if (p->pReadBlob) {
-    sqlite3_blob_close(p->pReadBlob);
-    p->pReadBlob = NULL;
-  }
+  sqlite3_blob *b = p->pReadBlob;
+  /* Cleared first: closing can finalize a statement whose failure rolls
+  ** the transaction back, and xRollback comes here again. */
+  p->pReadBlob = NULL;
+  if (b) sqlite3_blob_close(b);
 }
 
 void annex_storage_close(annex_table *p) {
