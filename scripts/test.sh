@@ -28,6 +28,13 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANNEX_SANITIZE=ON \
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j "$jobs")
+# libFuzzer targets, 60 s each (fuzz/run.sh; needs clang, else skipped).
+echo "== fuzz: each libFuzzer target for 60 s"
+if command -v clang >/dev/null || command -v clang-14 >/dev/null; then
+  fuzz/run.sh quick
+else
+  echo "== fuzz: SKIPPED, clang is not installed (apt-get install clang)"
+fi
 echo "== amalgamation: the single-file build, the C tests against it, dispatch"
 amalgamation/test.sh
 echo "== install: cmake --install, then pkg-config and find_package consumers"
