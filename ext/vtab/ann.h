@@ -106,6 +106,13 @@ struct annex_ann_ops {
   /* Check the index against the stored rows ('integrity-check'): return
   ** SQLITE_CORRUPT_VTAB with a message naming what is wrong. */
   int (*xIntegrity)(annex_ann *a);
+
+  /* Optional (NULL: the table reads rowids from its chunks). */
+  /* Slot iSlot now holds row iRowid: after every xInsert, and when an
+  ** UPDATE changes a rowid. */
+  int (*xSetRowid)(annex_ann *a, sqlite3_int64 iSlot, sqlite3_int64 iRowid);
+  /* Turn xSearch's hits from slots into rowids, in place. */
+  int (*xRowids)(annex_ann *a, annex_hit *aHit, sqlite3_int64 nHit);
 };
 
 /* The kinds (each in its own file). */

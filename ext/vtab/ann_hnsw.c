@@ -55,6 +55,8 @@ typedef struct hnsw_ann {
   int bFull;                /* every node of T_hnsw is in g */
   sqlite3_int64 iChanges;   /* change counter g matches; -1: unknown */
   unsigned char *aLive;     /* live slots (owned), valid when bLive */
+  sqlite3_int64 *aRowid;    /* rowid of each slot < nLiveBits (owned) */
+  unsigned int iDataVersion;/* SQLITE_FCNTL_DATA_VERSION at validation */
   sqlite3_int64 nLiveBits;  /* bits in aLive */
   sqlite3_int64 nLive;      /* set bits */
   int bLive;                /* aLive is loaded */
@@ -275,7 +277,9 @@ static int hnsw_io_vector(void *pCtx, uint32_t id, void *out) {
 
 static void hnsw_drop_live(hnsw_ann *h) {
   sqlite3_free(h->aLive);
+  sqlite3_free(h->aRowid);
   h->aLive = NULL;
+  h->aRowid = NULL;
   h->nLiveBits = h->nLive = 0;
   h->bLive = 0;
 }
@@ -306,13 +310,24 @@ static int hnsw_load_entry(hnsw_ann *h) {
 static int hnsw_validate(hnsw_ann *h) {
   annex_table *p = h->base.pTab;
   sqlite3_int64 v;
+  unsigned int dv = 0;
   int rc;
   if (h->bTxnOk) return SQLITE_OK; /* nobody else writes until we end */
+  /* The pager's data version moves with every change to the file: while it
+  ** stands still the counter cannot have moved, and reading it is skipped. */
+  if (sqlite3_file_control(p->db, p->zDb, SQLITE_FCNTL_DATA_VERSION, &dv) !=
+      SQLITE_OK) {
+    dv = h->iDataVersion + 1;
+  }
+  if (h->iChanges >= 0 && dv == h->iDataVersion && !p->bCounterBumped) {
+    return SQLITE_OK;
+  }
   rc = annex_storage_config_int(p, "changes", &v);
   if (rc != SQLITE_OK) return rc;
   if (h->iChanges >= 0 &&
       (v == h->iChanges || (p->bCounterBumped && v == h->iChanges + 1))) {
     h->bTxnOk = p->bCounterBumped;
+    h->iDataVersion = dv;
     return SQLITE_OK;
   }
   if (h->nPend > 0) return SQLITE_CORRUPT_VTAB; /* cannot happen */
@@ -323,6 +338,7 @@ static int hnsw_validate(hnsw_ann *h) {
   ** the state the cache is loaded from plus this transaction. */
   if (rc == SQLITE_OK) h->iChanges = p->bCounterBumped ? v - 1 : v;
   if (rc == SQLITE_OK) h->bTxnOk = p->bCounterBumped;
+  h->iDataVersion = dv;
   return rc;
 }
 
@@ -339,7 +355,8 @@ static int hnsw_load_live(hnsw_ann *h) {
   if (rc == SQLITE_OK) {
     h->nLiveBits = (nSlots + 7) / 8 * 8 + 64;
     h->aLive = sqlite3_malloc64((size_t)h->nLiveBits / 8);
-    if (h->aLive == NULL) rc = SQLITE_NOMEM;
+    h->aRowid = sqlite3_malloc64(sizeof(sqlite3_int64) * (size_t)h->nLiveBits);
+    if (h->aLive == NULL || h->aRowid == NULL) rc = SQLITE_NOMEM;
     else memset(h->aLive, 0, (size_t)h->nLiveBits / 8);
   }
   h->nLive = 0;
@@ -348,6 +365,7 @@ static int hnsw_load_live(hnsw_ann *h) {
     sqlite3_int64 i0 = ch.iChunk * c->nChunk;
     rc = SQLITE_OK;
     for (int i = 0; i < ch.nSlot; i++) {
+      h->aRowid[i0 + i] = ch.aRowid[i];
       if (annex_bit_get(ch.aValid, i)) {
         h->aLive[(i0 + i) >> 3] |= (unsigned char)(1u << ((i0 + i) & 7));
         h->nLive++;
@@ -363,12 +381,16 @@ static int hnsw_load_live(hnsw_ann *h) {
 
 static int hnsw_set_live(hnsw_ann *h, sqlite3_int64 iSlot, int bOn) {
   if (iSlot >= h->nLiveBits) {
-    sqlite3_int64 nNew = (iSlot + 1) * 2 + 64;
-    unsigned char *a = sqlite3_realloc64(h->aLive, (size_t)(nNew + 7) / 8);
+    sqlite3_int64 nNew = ((iSlot + 1) * 2 + 64 + 7) / 8 * 8;
+    unsigned char *a = sqlite3_realloc64(h->aLive, (size_t)nNew / 8);
+    sqlite3_int64 *r;
     if (a == NULL) return SQLITE_NOMEM;
-    memset(a + h->nLiveBits / 8, 0, (size_t)((nNew + 7) / 8 - h->nLiveBits / 8));
+    memset(a + h->nLiveBits / 8, 0, (size_t)(nNew - h->nLiveBits) / 8);
     h->aLive = a;
-    h->nLiveBits = (nNew + 7) / 8 * 8;
+    r = sqlite3_realloc64(h->aRowid, sizeof(sqlite3_int64) * (size_t)nNew);
+    if (r == NULL) return SQLITE_NOMEM; /* aLive's new bits are all clear */
+    h->aRowid = r;
+    h->nLiveBits = nNew;
   }
   if (annex_bit_get(h->aLive, iSlot) != bOn) {
     h->aLive[iSlot >> 3] ^= (unsigned char)(1u << (iSlot & 7));
@@ -463,6 +485,29 @@ static int hnsw_delete(annex_ann *a, sqlite3_int64 iSlot) {
   /* The node stays as a tombstone: searches skip it ('optimize' drops it). */
   if (rc == SQLITE_OK) rc = hnsw_set_live(h, iSlot, 0);
   return rc;
+}
+
+static int hnsw_set_rowid(annex_ann *a, sqlite3_int64 iSlot,
+                          sqlite3_int64 iRowid) {
+  hnsw_ann *h = (hnsw_ann *)a;
+  int rc = hnsw_ready(h);
+  if (rc == SQLITE_OK && iSlot >= h->nLiveBits) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK) h->aRowid[iSlot] = iRowid;
+  return rc;
+}
+
+/* Slots to rowids; a hit that is not a live row means the index lost a
+** write. */
+static int hnsw_rowids(annex_ann *a, annex_hit *aHit, sqlite3_int64 nHit) {
+  hnsw_ann *h = (hnsw_ann *)a;
+  for (sqlite3_int64 i = 0; i < nHit; i++) {
+    sqlite3_int64 s = aHit[i].rowid;
+    if (s < 0 || s >= h->nLiveBits || !annex_bit_get(h->aLive, s)) {
+      return SQLITE_CORRUPT_VTAB;
+    }
+    aHit[i].rowid = h->aRowid[s];
+  }
+  return SQLITE_OK;
 }
 
 static int hnsw_update_vector(annex_ann *a, sqlite3_int64 iSlot,
@@ -1014,6 +1059,7 @@ static void hnsw_close(annex_ann *a) {
   sqlite3_finalize(h->pPut);
   sqlite3_finalize(h->pDel);
   sqlite3_free(h->aLive);
+  sqlite3_free(h->aRowid);
   sqlite3_free(h->aPend);
   sqlite3_free(h->aPendVec);
   sqlite3_free(h->aPendBits);
@@ -1045,4 +1091,6 @@ const annex_ann_ops annex_hnsw_ops = {
     /* xCommand      */ hnsw_command,
     /* xInfo         */ hnsw_info,
     /* xIntegrity    */ hnsw_integrity,
+    /* xSetRowid     */ hnsw_set_rowid,
+    /* xRowids       */ hnsw_rowids,
 };

@@ -270,7 +270,12 @@ static int knn_ann(annex_cursor *c, const annex_knn_query *q,
   if (rc == SQLITE_OK) {
     rc = p->pAnn->pOps->xSearch(p->pAnn, &aq, &c->aHit, &c->nHit);
   }
-  if (rc == SQLITE_OK) rc = ann_hits_to_rows(p, c->aHit, &c->nHit);
+  if (rc == SQLITE_OK && p->pAnn->pOps->xRowids) {
+    rc = p->pAnn->pOps->xRowids(p->pAnn, c->aHit, c->nHit);
+    if (rc == SQLITE_OK) annex_hits_sort(c->aHit, (size_t)c->nHit);
+  } else if (rc == SQLITE_OK) {
+    rc = ann_hits_to_rows(p, c->aHit, &c->nHit);
+  }
   if (rc == SQLITE_OK && aAllowed && c->nHit < q->k && c->nHit < aq.nAllowed) {
     rc = ANNEX_ANN_EXACT;
   }

@@ -231,9 +231,18 @@ static int check_hidden_unset(annex_table *p, int argc,
 }
 
 /* Tell the ANN index, if any, about a row write. */
-static int ann_after_insert(annex_table *p, sqlite3_int64 iSlot) {
+static int ann_set_rowid(annex_table *p, sqlite3_int64 iSlot,
+                         sqlite3_int64 iRowid) {
+  if (p->pAnn == NULL || p->pAnn->pOps->xSetRowid == NULL) return SQLITE_OK;
+  return p->pAnn->pOps->xSetRowid(p->pAnn, iSlot, iRowid);
+}
+static int ann_after_insert(annex_table *p, sqlite3_int64 iSlot,
+                            sqlite3_int64 iRowid) {
+  int rc;
   if (p->pAnn == NULL) return SQLITE_OK;
-  return p->pAnn->pOps->xInsert(p->pAnn, iSlot, p->pVecBuf);
+  rc = p->pAnn->pOps->xInsert(p->pAnn, iSlot, p->pVecBuf);
+  if (rc == SQLITE_OK) rc = ann_set_rowid(p, iSlot, iRowid);
+  return rc;
 }
 static int ann_after_delete(annex_table *p, sqlite3_int64 iSlot) {
   if (p->pAnn == NULL || iSlot < 0) return SQLITE_OK;
@@ -297,7 +306,7 @@ static int do_insert(annex_table *p, sqlite3_value *pRowid,
   if (rc == SQLITE_OK) {
     sqlite3_int64 iSlot;
     rc = annex_storage_insert(p, pRowid, apCol, piRowid, &iSlot, p->pVecBuf);
-    if (rc == SQLITE_OK) rc = ann_after_insert(p, iSlot);
+    if (rc == SQLITE_OK) rc = ann_after_insert(p, iSlot, *piRowid);
   }
   return rc;
 }
@@ -327,6 +336,7 @@ static int do_update(annex_table *p, sqlite3_int64 iOld, sqlite3_value *pNew,
     if (rc == SQLITE_OK && bVec && p->pAnn) {
       rc = p->pAnn->pOps->xUpdateVector(p->pAnn, iSlot, p->pVecBuf);
     }
+    if (rc == SQLITE_OK && iNew != iOld) rc = ann_set_rowid(p, iSlot, iNew);
   }
   return rc;
 }

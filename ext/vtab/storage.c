@@ -1181,8 +1181,9 @@ int annex_chunk_check(annex_chunk_iter *it, const annex_chunk *ch) {
   const annex_config *c = it->p->pConfig;
   int nLive = 0, rc;
   for (int i = 0; i < c->nChunk; i++) nLive += annex_bit_get(ch->aValid, i);
-  if (nLive == 0 && ch->nSlot == c->nChunk) {
-    /* it is deleted when its last slot is freed */
+  if (nLive == 0 && ch->nSlot == c->nChunk && it->p->pAnn == NULL) {
+    /* it is deleted when its last slot is freed (with an ANN index, by
+    ** 'optimize': the index's tombstones keep their vectors there) */
     return chunk_corrupt(it->p, ch->iChunk, "has every slot allocated and "
                          "none live, so should not exist (slots: ", 0);
   }
