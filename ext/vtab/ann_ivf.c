@@ -1110,9 +1110,9 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
   nMatch = h->nLive;
   if (q->aAllowed) {
     /* An exact scan of the allowed rows beats scanning lists when they are
-    ** fewer than about twice the entries nprobe lists hold. */
+    ** no more than the entries nprobe lists hold. */
     if ((double)q->nAllowed * h->ivf.nList <=
-        2.0 * nProbe * (double)(h->nLive + 1)) {
+        (double)nProbe * (double)(h->nLive + 1)) {
       return ANNEX_ANN_EXACT;
     }
     aAccept = q->aAllowed;
