@@ -288,6 +288,10 @@ static int scan_setup(knn_scan *s, sqlite3_int64 nSlots) {
     pSlot->aRowid = sqlite3_malloc64(8 * nChunk);
     pSlot->pVec = sqlite3_malloc64(c->szVec * nChunk);
     if (!pSlot->aValid || !pSlot->aRowid || !pSlot->pVec) return SQLITE_NOMEM;
+    /* Slots read_vectors skips are scored too (and their scores dropped by
+    ** the bitmap): zeroed, they are never uninitialised memory (valgrind
+    ** reported the cosine kernel branching on such bytes). */
+    memset(pSlot->pVec, 0, c->szVec * nChunk);
   }
   return SQLITE_OK;
 }
