@@ -114,6 +114,10 @@ typedef struct ivf_ann {
   int nChunkMax;             /* ivf_chunk */
   ivf_list *aList;           /* ivf.nList cached lists (owned) */
   unsigned char *aLive;      /* live slots (owned), valid when bLive */
+  sqlite3_int64 *aRowid;     /* rowid of each slot < nLiveBits (owned) */
+  unsigned int iDataVersion; /* SQLITE_FCNTL_DATA_VERSION at validation */
+  int bTxnOk;                /* cache checked inside this write txn */
+  int bTxnBumped;            /* this txn bumped the change counter */
   sqlite3_int64 nLiveBits;   /* bits in aLive */
   sqlite3_int64 nLive;       /* set bits */
   int bLive;                 /* aLive is loaded */
@@ -343,7 +347,9 @@ static void ivf_drop_model(ivf_ann *h) {
 
 static void ivf_drop_live(ivf_ann *h) {
   sqlite3_free(h->aLive);
+  sqlite3_free(h->aRowid);
   h->aLive = NULL;
+  h->aRowid = NULL;
   h->nLiveBits = h->nLive = 0;
   h->bLive = 0;
 }
@@ -352,21 +358,36 @@ static void ivf_drop_all(ivf_ann *h) {
   ivf_drop_model(h);
   ivf_drop_live(h);
   h->iChanges = -1;
+  h->bTxnOk = 0;
 }
 
-/* Drop the caches if another connection wrote since they were loaded. */
+/* Drop the caches if another connection wrote since they were loaded.
+** The pager's data version moves with every change to the file: while it
+** stands still the counter cannot have moved, and reading it is skipped;
+** inside this connection's write transaction nobody else writes. */
 static int ivf_validate(ivf_ann *h) {
   annex_table *p = h->base.pTab;
   sqlite3_int64 v;
-  int rc = annex_storage_config_int(p, "changes", &v);
-  if (rc != SQLITE_OK) return rc;
-  if (h->iChanges >= 0 &&
-      (v == h->iChanges || (p->bCounterBumped && v == h->iChanges + 1))) {
+  unsigned int dv = 0;
+  int rc;
+  if (h->bTxnOk && h->iChanges >= 0) return SQLITE_OK;
+  if (sqlite3_file_control(p->db, p->zDb, SQLITE_FCNTL_DATA_VERSION, &dv) !=
+      SQLITE_OK) {
+    dv = h->iDataVersion + 1;
+  }
+  if (h->iChanges >= 0 && dv == h->iDataVersion && !p->bCounterBumped) {
     return SQLITE_OK;
   }
-  ivf_drop_all(h);
-  /* A counter this transaction bumped already counts its own writes. */
-  h->iChanges = p->bCounterBumped ? v - 1 : v;
+  rc = annex_storage_config_int(p, "changes", &v);
+  if (rc != SQLITE_OK) return rc;
+  if (h->iChanges < 0 ||
+      !(v == h->iChanges || (p->bCounterBumped && v == h->iChanges + 1))) {
+    ivf_drop_all(h);
+    /* A counter this transaction bumped already counts its own writes. */
+    h->iChanges = p->bCounterBumped ? v - 1 : v;
+  }
+  h->bTxnOk = p->bCounterBumped;
+  h->iDataVersion = dv;
   return SQLITE_OK;
 }
 
@@ -457,7 +478,8 @@ static int ivf_load_live(ivf_ann *h) {
   if (rc == SQLITE_OK) {
     h->nLiveBits = (nSlots + 7) / 8 * 8 + 64;
     h->aLive = sqlite3_malloc64((size_t)h->nLiveBits / 8);
-    if (h->aLive == NULL) rc = SQLITE_NOMEM;
+    h->aRowid = sqlite3_malloc64(sizeof(sqlite3_int64) * (size_t)h->nLiveBits);
+    if (h->aLive == NULL || h->aRowid == NULL) rc = SQLITE_NOMEM;
     else memset(h->aLive, 0, (size_t)h->nLiveBits / 8);
   }
   h->nLive = 0;
@@ -470,6 +492,7 @@ static int ivf_load_live(ivf_ann *h) {
     for (int i = 0; i < ch.nSlot && rc == SQLITE_OK; i++) {
       if (annex_bit_get(ch.aValid, i)) {
         h->aLive[(i0 + i) >> 3] |= (unsigned char)(1u << ((i0 + i) & 7));
+        h->aRowid[i0 + i] = ch.aRowid[i];
         h->nLive++;
       }
     }
@@ -485,9 +508,13 @@ static int ivf_set_live(ivf_ann *h, sqlite3_int64 iSlot, int bOn) {
   if (iSlot >= h->nLiveBits) {
     sqlite3_int64 nNew = ((iSlot + 1) * 2 + 64 + 7) / 8 * 8;
     unsigned char *a = sqlite3_realloc64(h->aLive, (size_t)nNew / 8);
+    sqlite3_int64 *r;
     if (a == NULL) return SQLITE_NOMEM;
     memset(a + h->nLiveBits / 8, 0, (size_t)((nNew - h->nLiveBits) / 8));
     h->aLive = a;
+    r = sqlite3_realloc64(h->aRowid, sizeof(sqlite3_int64) * (size_t)nNew);
+    if (r == NULL) return SQLITE_NOMEM; /* aLive's new bits are all clear */
+    h->aRowid = r;
     h->nLiveBits = nNew;
   }
   if (annex_bit_get(h->aLive, iSlot) != bOn) {
@@ -1013,14 +1040,21 @@ static int ivf_sync(annex_ann *a) {
     if (rc == SQLITE_OK && !h->bTrained) rc = ivf_train(h, 1);
   }
   h->bTxnInsert = 0;
+  h->bTxnBumped = a->pTab->bCounterBumped;
   return rc;
 }
 
-static void ivf_commit(annex_ann *a) { ((ivf_ann *)a)->bTxnInsert = 0; }
+/* The cache holds this transaction's writes: after COMMIT it matches the
+** counter this transaction bumped (no reload of the lists). */
+static void ivf_commit(annex_ann *a) {
+  ivf_ann *h = (ivf_ann *)a;
+  if (h->bTxnBumped && h->iChanges >= 0) h->iChanges++;
+  h->bTxnInsert = h->bTxnBumped = h->bTxnOk = 0;
+}
 
 static void ivf_rollback(annex_ann *a) {
   ivf_ann *h = (ivf_ann *)a;
-  h->bTxnInsert = 0;
+  h->bTxnInsert = h->bTxnBumped = 0;
   ivf_drop_all(h); /* read again from the file, lazily */
 }
 
@@ -1172,6 +1206,31 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
   }
   *paHit = aOut;
   *pnHit = (sqlite3_int64)nOut;
+  return SQLITE_OK;
+}
+
+/* Slot iSlot holds row iRowid (after every insert, and rowid UPDATEs). */
+static int ivf_set_rowid(annex_ann *a, sqlite3_int64 iSlot,
+                         sqlite3_int64 iRowid) {
+  ivf_ann *h = (ivf_ann *)a;
+  int rc;
+  if (!ivf_is_float(a->pTab->pConfig)) return SQLITE_OK;
+  rc = ivf_ready(h);
+  if (rc == SQLITE_OK && iSlot >= h->nLiveBits) rc = SQLITE_CORRUPT_VTAB;
+  if (rc == SQLITE_OK) h->aRowid[iSlot] = iRowid;
+  return rc;
+}
+
+/* Slots to rowids; a hit that is not a live row means a lost write. */
+static int ivf_rowids(annex_ann *a, annex_hit *aHit, sqlite3_int64 nHit) {
+  ivf_ann *h = (ivf_ann *)a;
+  for (sqlite3_int64 i = 0; i < nHit; i++) {
+    sqlite3_int64 s = aHit[i].rowid;
+    if (s < 0 || s >= h->nLiveBits || !annex_bit_get(h->aLive, s)) {
+      return SQLITE_CORRUPT_VTAB;
+    }
+    aHit[i].rowid = h->aRowid[s];
+  }
   return SQLITE_OK;
 }
 
@@ -1375,4 +1434,6 @@ const annex_ann_ops annex_ivf_ops = {
     /* xCommand      */ ivf_command,
     /* xInfo         */ ivf_info,
     /* xIntegrity    */ ivf_integrity,
+    /* xSetRowid     */ ivf_set_rowid,
+    /* xRowids       */ ivf_rowids,
 };

@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""ivf_peers.py — annex index=ivf through SQL against FAISS IVF, one run.
+
+Measures, on one dataset and in one process (same noisy machine, one
+thread, one query at a time):
+
+  * IVF-Flat: annex ivf(quantizer=flat) vs FAISS IndexIVFFlat, same nlist,
+    an nprobe sweep; recall@10 (tie-robust, against the dataset's exact
+    ground truth) and QPS; the QPS ratio at the smallest nprobe where each
+    reaches recall@10 >= 0.95;
+  * IVF-SQ8: annex ivf(quantizer=sq8) vs IndexIVFScalarQuantizer(QT_8bit);
+  * IVF-PQ + re-rank: annex ivf(quantizer=pq, m, rerank) vs IndexIVFPQ
+    wrapped in IndexRefineFlat (k_factor = rerank); index bytes (centroids
+    + codes) against the raw vectors;
+  * k-means: bench/ivf_kmeans.c (compiled here against ext/index) vs
+    faiss.Kmeans with the same k, iterations and sample cap.
+
+Usage (Debian's /usr/bin/python3: numpy and faiss from apt):
+  bench/ivf_peers.py DATASET_DIR --annex build/annex.so [--nlist 0]
+      [--queries 200] [--repeat 3] [--m 0] [--rerank 4] [--skip pq,sq8]
+nlist 0 = annex's default, round(4 sqrt(n)). The annex databases are
+built in --db-dir (default /tmp) and reused when present.
+"""
+import argparse
+import os
+import sys
+
+AP = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+AP.add_argument("dataset")
+AP.add_argument("--annex", required=True, help="path of annex.so")
+AP.add_argument("--nlist", type=int, default=0)
+AP.add_argument("--queries", type=int, default=200)
+AP.add_argument("--repeat", type=int, default=3)
+AP.add_argument("--m", type=int, default=0, help="pq sub-quantizers")
+AP.add_argument("--rerank", type=int, default=4)
+AP.add_argument("--iters", type=int, default=10, help="k-means iterations")
+AP.add_argument("--skip", default="", help="comma list: flat,sq8,pq,kmeans")
+AP.add_argument("--db-dir", default="/tmp")
+ARGS = AP.parse_args()
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import math  # noqa: E402
+import sqlite3  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+
+faiss.omp_set_num_threads(1)
+HERE = os.path.dirname(os.path.abspath(__file__))
+SKIP = set(s for s in ARGS.skip.split(",") if s)
+
+
+def read_vecs(path, dtype):
+    raw = np.fromfile(path, dtype=np.int32)
+    d = int(raw[0])
+    return raw.reshape(-1, d + 1)[:, 1:].view(dtype).copy()
+
+
+BASE = read_vecs(os.path.join(ARGS.dataset, "base.fvecs"), np.float32)
+QUERY = read_vecs(os.path.join(ARGS.dataset, "query.fvecs"), np.float32)
+QUERY = QUERY[:ARGS.queries]
+GTD = read_vecs(os.path.join(ARGS.dataset, "groundtruth_dist.fvecs"),
+                np.float32)
+N, D = BASE.shape
+NLIST = ARGS.nlist or max(1, int(round(4 * math.sqrt(N))))
+M = ARGS.m
+if M == 0:  # annex's default would be dims/4; bench a 1/32 code
+    M = max(x for x in range(1, D // 8 + 1) if D % x == 0)
+PROBES = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+
+
+def recall(ids):
+    """Tie-robust recall@10 of ids (rows of base row numbers)."""
+    hit = 0
+    for q, row in enumerate(ids):
+        kth = GTD[q, 9]
+        for r in row[:10]:
+            if r < 0:
+                continue
+            d = float(np.linalg.norm(BASE[r] - QUERY[q]))
+            hit += d <= kth * (1 + 1e-6) + 1e-6
+    return hit / (10.0 * len(ids))
+
+
+def timed(fn):
+    """Median seconds of fn() over --repeat runs, and its last result."""
+    times, out = [], None
+    for _ in range(ARGS.repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def annex_db(kind, params):
+    path = os.path.join(ARGS.db_dir, "annex-ivf-%s-%s-%d.db" % (
+        os.path.basename(os.path.normpath(ARGS.dataset)), kind, NLIST))
+    fresh = not os.path.exists(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.enable_load_extension(True)
+    db.load_extension(ARGS.annex)
+    db.execute("PRAGMA mmap_size=1073741824")
+    t_load = t_train = 0.0
+    if fresh:
+        db.execute("CREATE VIRTUAL TABLE t USING annex(v float[%d], "
+                   "index=ivf(nlist=%d, %s))" % (D, NLIST, params))
+        t = time.perf_counter()
+        db.execute("BEGIN")
+        # 39 x nlist rows or more: training runs at this commit.
+        db.executemany("INSERT INTO t(rowid, v) VALUES(?, ?)",
+                       ((i + 1, BASE[i].tobytes()) for i in range(N)))
+        t_load = time.perf_counter() - t
+        t = time.perf_counter()
+        db.execute("COMMIT")
+        t_train = time.perf_counter() - t
+    info = dict(db.execute("SELECT key, value FROM annex_info('t')"))
+    assert info["ivf_state"] == "trained", info["ivf_state"]
+    return db, info, t_load, t_train
+
+
+def annex_sweep(db):
+    sql = "SELECT rowid FROM t WHERE v MATCH ?1 AND k = 10 AND nprobe = ?2"
+    qb = [q.tobytes() for q in QUERY]
+    rows = []
+    for p in PROBES:
+        if p > NLIST:
+            break
+        def run():
+            return [[r[0] - 1 for r in db.execute(sql, (b, p))] for b in qb]
+        run()  # warm: lists load into the cache
+        sec, ids = timed(run)
+        rows.append((p, recall(ids), len(qb) / sec))
+    return rows
+
+
+def faiss_sweep(index):
+    rows = []
+    for p in PROBES:
+        if p > NLIST:
+            break
+        faiss.extract_index_ivf(index).nprobe = p
+        def run():
+            return [index.search(QUERY[i:i + 1], 10)[1][0]
+                    for i in range(len(QUERY))]
+        sec, ids = timed(run)
+        rows.append((p, recall(ids), len(QUERY) / sec))
+    return rows
+
+
+def at_095(rows):
+    for p, r, qps in rows:
+        if r >= 0.95:
+            return p, r, qps
+    return None
+
+
+def report(name, ra, rf):
+    print("\n## %s, nlist=%d (%s: n=%d, d=%d), %d queries, 1 thread" % (
+        name, NLIST, os.path.basename(os.path.normpath(ARGS.dataset)), N, D,
+        len(QUERY)))
+    print("| nprobe | annex recall@10 | annex QPS | FAISS recall@10 | "
+          "FAISS QPS |")
+    print("|---|---|---|---|---|")
+    for a, f in zip(ra, rf):
+        print("| %d | %.4f | %.0f | %.4f | %.0f |" % (a[0], a[1], a[2], f[1],
+                                                    f[2]))
+    a, f = at_095(ra), at_095(rf)
+    if a and f:
+        print("at recall@10 >= 0.95: annex nprobe=%d %.0f QPS, FAISS "
+              "nprobe=%d %.0f QPS: ratio %.2fx" % (a[0], a[2], f[0], f[2],
+                                                  a[2] / f[2]))
+    sys.stdout.flush()
+
+
+def train_faiss(index):
+    t = time.perf_counter()
+    index.train(BASE)
+    index.add(BASE)
+    return time.perf_counter() - t
+
+
+def quantizer(metric_l2=True):
+    return faiss.IndexFlatL2(D)
+
+
+def main():
+    print("# ivf_peers: %s, annex %s, faiss %s" % (ARGS.dataset, ARGS.annex,
+                                                 faiss.__version__))
+    if "flat" not in SKIP:
+        db, info, tl, tt = annex_db("flat", "quantizer=flat")
+        ra = annex_sweep(db)
+        q = quantizer()
+        fi = faiss.IndexIVFFlat(q, D, NLIST)
+        fi.cp.niter = ARGS.iters
+        tf = train_faiss(fi)
+        report("IVF-Flat (annex load %.1fs, train+assign %.1fs; FAISS "
+               "train+add %.1fs)" % (tl, tt, tf), ra, faiss_sweep(fi))
+    if "sq8" not in SKIP:
+        db, info, tl, tt = annex_db("sq8", "quantizer=sq8, rerank=2")
+        ra = annex_sweep(db)
+        q = quantizer()
+        fi = faiss.IndexIVFScalarQuantizer(q, D, NLIST,
+                                           faiss.ScalarQuantizer.QT_8bit)
+        fi.cp.niter = ARGS.iters
+        tf = train_faiss(fi)
+        report("IVF-SQ8, annex rerank=2 (FAISS without refine)", ra,
+               faiss_sweep(fi))
+    if "pq" not in SKIP:
+        db, info, tl, tt = annex_db(
+            "pq%d" % M, "quantizer=pq, m=%d, rerank=%d" % (M, ARGS.rerank))
+        ra = annex_sweep(db)
+        q = quantizer()
+        ivfpq = faiss.IndexIVFPQ(q, D, NLIST, M, 8)
+        ivfpq.cp.niter = ARGS.iters
+        fi = faiss.IndexRefineFlat(ivfpq)
+        fi.k_factor = ARGS.rerank
+        tf = train_faiss(fi)
+        code = NLIST * D * 4 + N * M
+        report("IVF-PQ m=%d + rerank %d (index bytes %d = %.4f of raw %d; "
+               "annex train+assign %.1fs, FAISS %.1fs)" % (
+                   M, ARGS.rerank, code, code / (N * D * 4.0), N * D * 4,
+                   tt, tf), ra, faiss_sweep(fi))
+    if "kmeans" not in SKIP:
+        exe = os.path.join(ARGS.db_dir, "ivf_kmeans_bench")
+        root = os.path.dirname(HERE)
+        idx = os.path.join(root, "ext", "index")
+        src = [os.path.join(HERE, "ivf_kmeans.c")] + [
+            os.path.join(idx, f) for f in ("kmeans.c", "distance.c",
+                                           "alloc.c", "blas.c")]
+        cc = ["gcc", "-std=c11", "-O3", "-fopenmp", "-DANNEX_HAVE_OPENMP",
+              "-I" + os.path.join(root, "ext")]
+        objs = []
+        for f, flags in (("distance_avx2.c", ["-mavx2", "-mfma"]),
+                         ("distance_avx512.c", ["-mavx512f", "-mavx512bw",
+                                                "-mavx512vl", "-mfma"])):
+            objs.append(exe + "-" + f + ".o")
+            subprocess.check_call(cc + flags + ["-c", os.path.join(idx, f),
+                                                "-o", objs[-1]])
+        subprocess.check_call(cc + ["-o", exe] + src + objs + ["-lm", "-ldl"])
+        out = subprocess.check_output(
+            [exe, os.path.join(ARGS.dataset, "base.fvecs"), str(NLIST),
+             str(ARGS.iters), "256", "1", str(ARGS.repeat)],
+            env=dict(os.environ, OPENBLAS_NUM_THREADS="1")).decode()
+        ta = statistics.median(float(l.split()[1]) for l in out.splitlines())
+        tf = []
+        for _ in range(ARGS.repeat):
+            km = faiss.Kmeans(D, NLIST, niter=ARGS.iters, seed=1234,
+                              max_points_per_centroid=256, verbose=False)
+            t = time.perf_counter()
+            km.train(BASE)
+            tf.append(time.perf_counter() - t)
+        print("\n## k-means k=%d, %d iterations, <= 256 points per "
+              "centroid, 1 thread: annex %.2fs, FAISS %.2fs: ratio %.2fx" %
+              (NLIST, ARGS.iters, ta, statistics.median(tf),
+               ta / statistics.median(tf)))
+
+
+main()
