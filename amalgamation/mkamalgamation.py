@@ -724,9 +724,11 @@ BANNER = """\
 **
 **   SQLITE_CORE         build into an application or library that links
 **                       SQLite itself, instead of a loadable extension
-**   ANNEX_HAVE_OPENMP   parallel scans and batch k-NN with OpenMP; add
-**                       "-fopenmp -DANNEX_HAVE_OPENMP". Without it annex
-**                       answers the same on one thread.
+**   ANNEX_HAVE_OPENMP   parallel scans, batch k-NN and index builds with
+**                       OpenMP; add "-fopenmp -DANNEX_HAVE_OPENMP", and for
+**                       a loadable extension "-Wl,-z,nodelete" (OpenMP's
+**                       idle threads must not outlive the unloaded code).
+**                       Without it annex answers the same on one thread.
 **   ANNEX_OMIT_BLAS     never look for a BLAS library. Otherwise batch k-NN
 **                       dlopen()s OpenBLAS at run time when it is installed
 **                       (ANNEX_BLAS_LIBRARY=none or =path chooses at run

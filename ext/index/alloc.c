@@ -23,7 +23,9 @@ void annex_alloc_set(const annex_allocator *a) {
   }
 }
 
-void *annex_malloc(size_t n) { return n ? g_alloc.xMalloc(n) : NULL; }
+/* A zero-byte request gets a real (one-byte) block, so NULL always means
+** out of memory. */
+void *annex_malloc(size_t n) { return g_alloc.xMalloc(n ? n : 1); }
 
 void *annex_calloc(size_t n, size_t sz) {
   void *p;
@@ -35,7 +37,7 @@ void *annex_calloc(size_t n, size_t sz) {
 
 void *annex_realloc(void *p, size_t n) {
   if (p == NULL) return annex_malloc(n);
-  return g_alloc.xRealloc(p, n);
+  return g_alloc.xRealloc(p, n ? n : 1);
 }
 
 void annex_free(void *p) {

@@ -22,7 +22,7 @@ typedef struct annex_allocator {
 /* Install an allocator (NULL restores libc's). Call before any index use. */
 void annex_alloc_set(const annex_allocator *a);
 
-void *annex_malloc(size_t n);            /* NULL on failure (or n == 0) */
+void *annex_malloc(size_t n);            /* NULL only on failure */
 void *annex_calloc(size_t n, size_t sz); /* zeroed; NULL on overflow */
 void *annex_realloc(void *p, size_t n);  /* NULL on failure, p untouched */
 void annex_free(void *p);                /* NULL is a no-op */

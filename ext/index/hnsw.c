@@ -1179,6 +1179,7 @@ int annex_hnsw_insert_batch(annex_hnsw *g, const uint32_t *aId, size_t n,
   hnsw_batch b;
   uint32_t mx = 0;
   int rc;
+  if (n == 0) return ANNEX_HNSW_OK;
   memset(&b, 0, sizeof b);
   b.aId = aId;
   b.n = n;

@@ -584,37 +584,55 @@ static size_t hnsw_empty_record(hnsw_ann *h, uint32_t id, unsigned char *a) {
 }
 
 /* Load every node of T_hnsw with its vector (the parallel paths need the
-** whole graph in memory). Tombstones whose chunk is gone stay out. */
+** whole graph in memory): the records in id order, merged with one pass
+** over the chunks, each chunk's vectors read at once. Nodes already in
+** memory are kept; tombstones whose chunk is gone stay out. */
 static int hnsw_load_all(hnsw_ann *h) {
   annex_table *p = h->base.pTab;
+  const annex_config *c = p->pConfig;
   sqlite3_stmt *s = NULL;
-  sqlite3_int64 nSlots;
+  annex_chunk_iter *it = NULL;
+  annex_chunk ch;
+  unsigned char *aVec = NULL;
+  sqlite3_int64 nSlots, iHave = -1; /* chunk whose vectors are in aVec */
+  memset(&ch, 0, sizeof(ch));
+  int rc, rcIt = SQLITE_ROW;
   char *zSql;
-  int rc;
   if (h->bFull) return SQLITE_OK;
   rc = annex_storage_slots(p, &nSlots);
   if (rc == SQLITE_OK) rc = hnsw_rc(annex_hnsw_reserve(h->g, (uint32_t)nSlots));
+  aVec = sqlite3_malloc64(c->szVec * (size_t)c->nChunk);
   zSql = sqlite3_mprintf("SELECT id, node FROM \"%w\".\"%w_hnsw\" ORDER BY id",
                          p->zDb, p->zName);
-  if (zSql == NULL) rc = SQLITE_NOMEM;
+  if (zSql == NULL || aVec == NULL) rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(p->db, zSql, -1, &s, 0);
   sqlite3_free(zSql);
+  if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, &it);
   while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-    sqlite3_int64 id = sqlite3_column_int64(s, 0);
+    sqlite3_int64 id = sqlite3_column_int64(s, 0), iChunk = id / c->nChunk;
     if (id < 0 || id >= nSlots) {
       rc = SQLITE_CORRUPT_VTAB;
-    } else if (!annex_hnsw_has(h->g, (uint32_t)id)) {
-      rc = hnsw_io_vector(h, (uint32_t)id, p->pVecBuf);
-      if (rc == SQLITE_OK) {
-        const void *a = sqlite3_column_blob(s, 1);
-        rc = hnsw_rc(annex_hnsw_put(h->g, (uint32_t)id, a,
-                                    (size_t)sqlite3_column_bytes(s, 1),
-                                    p->pVecBuf));
-      } else if (rc == ANNEX_HNSW_ABSENT) {
-        rc = SQLITE_OK;
+      break;
+    }
+    while (rcIt == SQLITE_ROW && iHave < iChunk) {
+      rcIt = annex_chunk_iter_next(it, &ch);
+      if (rcIt == SQLITE_ROW) {
+        rcIt = annex_chunk_iter_vectors(it, 0, ch.nSlot, aVec);
+        if (rcIt == SQLITE_OK) rcIt = SQLITE_ROW;
+        iHave = ch.iChunk;
       }
     }
+    if (rcIt != SQLITE_ROW && rcIt != SQLITE_DONE) rc = rcIt;
+    if (rc != SQLITE_OK || iHave != iChunk) continue; /* chunk gone */
+    if (!annex_hnsw_has(h->g, (uint32_t)id)) {
+      rc = hnsw_rc(annex_hnsw_put(h->g, (uint32_t)id,
+                                  sqlite3_column_blob(s, 1),
+                                  (size_t)sqlite3_column_bytes(s, 1),
+                                  aVec + c->szVec * (size_t)(id % c->nChunk)));
+    }
   }
+  annex_chunk_iter_close(it);
+  sqlite3_free(aVec);
   if (s) {
     int rc2 = sqlite3_finalize(s);
     if (rc == SQLITE_OK) rc = rc2;
@@ -787,6 +805,12 @@ static int hnsw_search(annex_ann *a, const annex_ann_query *q,
     nAccept = (uint64_t)q->nAllowedSlots;
   }
   ef = hnsw_ef(h, q, rSel);
+  /* Lazy loading reads a node at a time; once the queries have pulled in
+  ** an eighth of the graph, one sequential pass loads the rest. */
+  if (!h->bFull && annex_hnsw_count(h->g) * 8 > (size_t)h->nLive) {
+    rc = hnsw_load_all(h);
+    if (rc != SQLITE_OK) return rc;
+  }
   aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)(2 * q->k + 1));
   if (aOut == NULL) return SQLITE_NOMEM;
   {
