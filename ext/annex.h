@@ -24,6 +24,19 @@ extern "C" {
 int sqlite3_annex_init(sqlite3 *db, char **pzErrMsg,
                        const sqlite3_api_routines *pApi);
 
+/* Progress of long index operations ('rebuild', a large commit into an
+** HNSW table, IVF training, 'optimize'): the handler is called on the
+** thread that runs the operation, with the table's name, a phase such as
+** "hnsw build", and the units done out of nTotal; a last call with
+** nTotal = -1 says the phase ended. Process-wide; NULL removes it. Only
+** for applications that link annex (the loadable annex.so exports
+** sqlite3_annex_init alone; from SQL, annex_info shows the same progress
+** to any connection of the process). */
+typedef void (*annex_progress_fn)(void *pArg, const char *zTable,
+                                  const char *zPhase, sqlite3_int64 nDone,
+                                  sqlite3_int64 nTotal);
+void annex_progress_handler(annex_progress_fn xHandler, void *pArg);
+
 #ifdef __cplusplus
 }
 #endif

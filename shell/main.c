@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "annex.h"
 #include "lineedit.h"
+#include "progress.h"
 #include "shell.h"
 
 #include <locale.h>
@@ -20,6 +21,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Index builds ('rebuild', big commits, training) report their progress
+** through annex_progress_handler: draw it as a progress bar (progress.h
+** draws nothing when stderr is not a terminal). */
+static progress g_build;
+static int g_bBuilding;
+
+static void on_index_progress(void *pArg, const char *zTable,
+                              const char *zPhase, sqlite3_int64 nDone,
+                              sqlite3_int64 nTotal) {
+  (void)pArg;
+  (void)zTable;
+  if (nTotal < 0) {
+    if (g_bBuilding) progress_end(&g_build);
+    g_bBuilding = 0;
+    return;
+  }
+  if (!g_bBuilding || strcmp(g_build.zLabel, zPhase) != 0) {
+    if (g_bBuilding) progress_end(&g_build);
+    progress_begin(&g_build, zPhase, (double)nTotal, "rows");
+    g_bBuilding = 1;
+  }
+  progress_step(&g_build, (double)nDone, nDone);
+}
 
 static sqlite3 *volatile pInterruptDb = NULL;
 static volatile sig_atomic_t bGotSigint = 0;
@@ -252,6 +277,7 @@ int main(int argc, char **argv) {
     }
   }
   if (i < argc) zDb = argv[i++];
+  annex_progress_handler(on_index_progress, NULL);
   rc = sqlite3_auto_extension((void (*)(void))sqlite3_annex_init);
   if (rc != SQLITE_OK) {
     fprintf(stderr, "Error: cannot register annex: %s\n", sqlite3_errstr(rc));

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "annex.h"
 #include "sqltest.h"
 
 typedef struct dataset {
@@ -392,6 +393,8 @@ static void test_edges(void **state) {
   float q[4] = {0, 0, 0, 0};
   (void)state;
   st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[4], index=hnsw)");
+  st_exec(db, "INSERT INTO t(t) VALUES('rebuild')"); /* of nothing */
+  st_integrity_ok(db, "t");
   assert_int_equal(st_knn(db, "SELECT rowid FROM t WHERE v MATCH ?1 AND "
                               "k = ?2", q, 16, 5, aRowid, NULL, 10), 0);
   st_exec(db, "INSERT INTO t(rowid, v) VALUES(1, '[1,0,0,0]'), "
@@ -425,9 +428,80 @@ static void test_edges(void **state) {
   st_close(db);
 }
 
+/* Progress: the handler sees the build advance and end, and annex_info on
+** another connection of the process shows it while it runs. */
+typedef struct progress_log {
+  sqlite3 *dbOther;       /* a second connection to the same file */
+  int nCall, nEnd, nInfo; /* handler calls, ends, info rows seen */
+  sqlite3_int64 nLast, nTotal;
+  int bMonotonic;
+} progress_log;
+
+static void on_progress(void *pArg, const char *zTable, const char *zPhase,
+                        sqlite3_int64 nDone, sqlite3_int64 nTotal) {
+  progress_log *p = (progress_log *)pArg;
+  sqlite3_stmt *s;
+  assert_string_equal(zTable, "t");
+  assert_string_equal(zPhase, "hnsw build");
+  if (nTotal < 0) {
+    p->nEnd++;
+    return;
+  }
+  if (nDone < p->nLast) p->bMonotonic = 0;
+  p->nLast = nDone;
+  p->nTotal = nTotal;
+  p->nCall++;
+  if (sqlite3_prepare_v2(p->dbOther, "SELECT value FROM annex_info('t') "
+                         "WHERE key = 'progress_done'", -1, &s, 0) ==
+      SQLITE_OK) {
+    if (sqlite3_step(s) == SQLITE_ROW) {
+      assert_int_equal(sqlite3_column_int64(s, 0), nDone);
+      p->nInfo++;
+    }
+  }
+  sqlite3_finalize(s);
+}
+
+static void test_progress(void **state) {
+  dataset d;
+  char *zDir = st_tempdir(), zPath[512];
+  sqlite3 *db;
+  progress_log log;
+  (void)state;
+  if (load_set("sift5k", &d)) fail_msg("dataset sift5k missing");
+  snprintf(zPath, sizeof(zPath), "%s/p.db", zDir);
+  db = st_open(zPath);
+  st_exec(db, "PRAGMA journal_mode=WAL");
+  create_and_load(db, &d, "hnsw(m=8, ef_construction=40)");
+  memset(&log, 0, sizeof(log));
+  log.bMonotonic = 1;
+  log.dbOther = st_open(zPath);
+  annex_progress_handler(on_progress, &log);
+  st_exec(db, "INSERT INTO t(t) VALUES('rebuild')");
+  annex_progress_handler(NULL, NULL);
+  printf("# progress: %d calls, %d seen by annex_info on another "
+         "connection, last %lld of %lld\n", log.nCall, log.nInfo, log.nLast,
+         log.nTotal);
+  assert_true(log.nCall >= 2);
+  assert_true(log.bMonotonic);
+  assert_int_equal(log.nEnd, 1);
+  assert_int_equal(log.nLast, d.nBase);
+  assert_int_equal(log.nTotal, d.nBase);
+  assert_int_equal(log.nInfo, log.nCall);
+  /* finished: annex_info no longer shows an operation */
+  assert_int_equal(st_int(log.dbOther, "SELECT count(*) FROM annex_info('t') "
+                                       "WHERE key LIKE 'progress%%'"), 0);
+  st_close(log.dbOther);
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+  free_set(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_edges),
+      cmocka_unit_test(test_progress),
       cmocka_unit_test(test_recall_sift5k),
       cmocka_unit_test(test_recall_mnist10k),
       cmocka_unit_test(test_reopen),

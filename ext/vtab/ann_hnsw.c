@@ -658,6 +658,10 @@ static int hnsw_write_back(hnsw_ann *h) {
     id++;
   }
   annex_hnsw_get_entry(h->g, &iEntry, &nLevel);
+  if (iEntry < 0 || nLevel < 0) { /* an empty graph */
+    iEntry = -1;
+    nLevel = 0;
+  }
   if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "hnsw_entry", iEntry);
   if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "hnsw_levels", nLevel);
   if (rc == SQLITE_OK) annex_hnsw_clear_dirty(h->g);
@@ -989,8 +993,7 @@ static int hnsw_info(annex_ann *a, void *pCtx,
   char z[64];
   int rc = SQLITE_OK;
   struct { const char *zKey; sqlite3_int64 v; } aFact[] = {
-      {"hnsw_m", h->prm.M},
-      {"hnsw_ef_construction", h->prm.efConstruction},
+      /* (m and ef_construction come from T_config) */
       {"hnsw_ef_search", h->efSearch},
       {"hnsw_nodes_in_memory", (sqlite3_int64)annex_hnsw_count(h->g)},
       {"hnsw_pending", h->nPend},

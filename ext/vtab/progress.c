@@ -8,6 +8,7 @@
 ** Other processes do not see it (annex_info there shows no progress).
 */
 #include "ann.h"
+#include "../annex.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,34 @@ typedef struct progress_entry {
 } progress_entry;
 
 static progress_entry g_aProgress[PROGRESS_SLOTS];
+
+/* The application's handler (annex.h), under the same mutex. */
+static annex_progress_fn g_xHandler;
+static void *g_pHandlerArg;
+
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+void annex_progress_handler(annex_progress_fn xHandler, void *pArg) {
+  sqlite3_mutex *m = sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_APP3);
+  sqlite3_mutex_enter(m);
+  g_xHandler = xHandler;
+  g_pHandlerArg = pArg;
+  sqlite3_mutex_leave(m);
+}
+
+/* Call the handler outside the mutex (it may take its time drawing). */
+static void progress_notify(annex_table *p, const char *zPhase,
+                            sqlite3_int64 nDone, sqlite3_int64 nTotal) {
+  sqlite3_mutex *m = sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_APP3);
+  annex_progress_fn x;
+  void *pArg;
+  sqlite3_mutex_enter(m);
+  x = g_xHandler;
+  pArg = g_pHandlerArg;
+  sqlite3_mutex_leave(m);
+  if (x) x(pArg, p->zName, zPhase, nDone, nTotal);
+}
 
 static void progress_key(sqlite3 *db, const char *zDb, const char *zTab,
                          char *zOut, size_t nOut) {
@@ -60,17 +89,22 @@ void annex_progress_set(annex_table *p, const char *zPhase,
     pHit->nTotal = nTotal;
   }
   sqlite3_mutex_leave(m);
+  progress_notify(p, zPhase, nDone, nTotal);
 }
 
 void annex_progress_clear(annex_table *p) {
-  char zKey[600];
+  char zKey[600], zPhase[32] = "";
   sqlite3_mutex *m = progress_mutex();
   progress_key(p->db, p->zDb, p->zName, zKey, sizeof(zKey));
   sqlite3_mutex_enter(m);
   for (int i = 0; i < PROGRESS_SLOTS; i++) {
-    if (strcmp(g_aProgress[i].zKey, zKey) == 0) g_aProgress[i].zKey[0] = 0;
+    if (strcmp(g_aProgress[i].zKey, zKey) == 0) {
+      memcpy(zPhase, g_aProgress[i].zPhase, sizeof(zPhase));
+      g_aProgress[i].zKey[0] = 0;
+    }
   }
   sqlite3_mutex_leave(m);
+  if (zPhase[0]) progress_notify(p, zPhase, 0, -1);
 }
 
 int annex_progress_get(sqlite3 *db, const char *zDb, const char *zTab,
