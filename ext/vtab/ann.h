@@ -98,10 +98,10 @@ struct annex_ann_ops {
 
   /* A command; *pbDone = 0 when zCmd is not this index's. */
   int (*xCommand)(annex_ann *a, const char *zCmd, int *pbDone);
-  /* Facts for annex_info: call xAdd(pCtx, key, value) for each, the value
+  /* Facts for annex_info: call xFact(pCtx, key, value) for each, the value
   ** written as an SQL literal ("16", "'pending: ...'" from %Q). */
   int (*xInfo)(annex_ann *a, void *pCtx,
-               int (*xAdd)(void *pCtx, const char *zKey,
+               int (*xFact)(void *pCtx, const char *zKey,
                            const char *zSqlValue));
   /* Check the index against the stored rows ('integrity-check'): return
   ** SQLITE_CORRUPT_VTAB with a message naming what is wrong. */
