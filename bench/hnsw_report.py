@@ -180,12 +180,18 @@ def main():
     builds = {}
     for r in rows:
         if r["tag"] == "BUILD":
-            builds[(r["system"], r.get("phase", "build"), r["threads"])] = float(r["build_s"])
-    for (s, ph, t), v in sorted(builds.items()):
-        if s == "annex" and ("hnswlib", "build", t) in builds:
-            print(f"- build, {t} thread(s): annex {ph} {v:.1f} s / hnswlib "
-                  f"{builds[('hnswlib', 'build', t)]:.1f} s = "
-                  f"{v / builds[('hnswlib', 'build', t)]:.2f}")
+            builds[(r["system"], r.get("phase", "build"), r["threads"])] = r
+    for (s, ph, t), r in sorted(builds.items()):
+        h = builds.get(("hnswlib", "build", t))
+        if s != "annex" or h is None:
+            continue
+        v, hv = float(r["build_s"]), float(h["build_s"])
+        line = (f"- build, {t} thread(s): annex {ph} {v:.1f} s / hnswlib {hv:.1f} s "
+                f"= {v / hv:.2f}")
+        if r.get("cpu_s") and h.get("cpu_s"):
+            c, hc = float(r["cpu_s"]), float(h["cpu_s"])
+            line += f"; CPU seconds {c:.1f} / {hc:.1f} = {c / hc:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":
