@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh — build annex and run every test: the release build, the whole
 # suite again under AddressSanitizer + UBSan, the amalgamation, the install
-# rules, the Python and Node examples, and (on x86-64) the suite once more
-# cross-built for ARM64 under qemu. Exits non-zero when any test fails. Run
+# rules, the Python and Node examples, three dqlite nodes (node/), and (on
+# x86-64) the suite once more cross-built for ARM64 under qemu. Exits
+# non-zero when any test fails. Run
 # from anywhere; builds into build/, build-asan/ and build-arm64/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +42,10 @@ echo "== install: cmake --install, then pkg-config and find_package consumers"
 examples/install-check.sh
 echo "== clients: Python sqlite3 + NumPy, Node better-sqlite3"
 examples/run.sh
+# annex replicated on dqlite: three annex-node processes, leader failover and
+# catch-up (installs libdqlite-dev; says SKIPPED when it cannot).
+echo "== replicated: annex-node x3 on dqlite, failover and catch-up (node/test.sh)"
+node/test.sh build
 
 # The NEON kernels and the whole suite again, cross-built for ARM64 and run
 # under qemu-aarch64 (about 1-4 minutes). ANNEX_TEST_ARM64=0 skips it; an
