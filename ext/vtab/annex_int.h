@@ -85,6 +85,7 @@ typedef struct annex_config {
   int nParam;           /* parameters of index=KIND(...) */
   annex_param aParam[ANNEX_MAX_PARAMS]; /* ... in the order written */
   int nChunk;           /* vectors per chunk (power of two) */
+  int eDevice;          /* ANNEX_DEVICE_* of the device= option (gpu.c) */
 } annex_config;
 
 /* Parse the module arguments (argv[3..] of xCreate/xConnect). On error
@@ -248,6 +249,7 @@ struct annex_table {
   struct annex_conn *pConn; /* per-connection context (borrowed) */
   struct annex_ann *pAnn;   /* the ANN index's state, or NULL (owned) */
   void *pVecBuf;            /* one vector, szVec bytes, for writes (owned) */
+  struct annex_gpu *pGpu;   /* device state (gpu.c), or NULL (owned) */
 };
 
 /* Column numbers of the hidden columns, relative to iHiddenBase. */
@@ -255,6 +257,8 @@ struct annex_table {
 #define ANNEX_HID_K 1
 #define ANNEX_HID_COMMAND 2 /* the column named like the table */
 #define ANNEX_HID_KNOB 3    /* ef_search / nprobe / ...: ANN tables only */
+/* The per-query device column comes last: after the knob, if any. */
+#define ANNEX_HID_DEVICE(p) (ANNEX_HID_KNOB + ((p)->pConfig->pAnnOps != NULL))
 
 /* Per-connection state shared by the modules annex registers. */
 typedef struct annex_conn {
@@ -324,6 +328,7 @@ typedef struct annex_knn_query {
   sqlite3_int64 nAllowedSlots;   /* bits in aAllowed */
   sqlite3_int64 nAllowed;        /* set bits in aAllowed */
   sqlite3_int64 nKnob;           /* ANN search knob, 0 = index default */
+  int eDevice;                   /* ANNEX_DEVICE_* for this query (gpu.c) */
 } annex_knn_query;
 
 /* knn_exact's answer when pFilter met a value it cannot judge: the caller
@@ -334,6 +339,44 @@ typedef struct annex_knn_query {
 ** rowid); with k == 0, every hit, unsorted (see annex_hits_select). */
 int annex_knn_exact(annex_table *p, const annex_knn_query *q,
                     annex_hit **paRes, sqlite3_int64 *pnRes);
+
+/**************************************************************************
+** gpu.c — k-NN on the CUDA plugin (ext/gpu/annex_cuda.h), CPU fallback.
+*/
+
+/* The device= table option and the per-query device column. */
+#define ANNEX_DEVICE_AUTO 0 /* the GPU when present and the work pays */
+#define ANNEX_DEVICE_CPU 1
+#define ANNEX_DEVICE_GPU 2  /* the GPU, or an error saying why not */
+/* 0 and *pe set for "auto", "cpu" or "gpu" (any case); -1 otherwise. */
+int annex_device_parse(const char *z, int *pe);
+const char *annex_device_name(int e);
+
+/* What annex_gpu_knn / annex_gpu_batch return when the CPU must answer
+** (plugin or device missing, work too small, a device failure: the reason
+** is kept for annex_info). Under device=gpu an unavailable GPU is an
+** error (SQLITE_ERROR, message on the table) instead. */
+#define ANNEX_GPU_USE_CPU (SQLITE_INTERNAL | (78 << 8))
+
+/* One k-NN (q->k > 0) on the device; the filter terms of aTerm/argv are
+** applied as a slot bitmap. Results identical to annex_knn_exact's. */
+int annex_gpu_knn(annex_table *p, int eDevice, const annex_knn_query *q,
+                  const annex_term *aTerm, int nTerm, sqlite3_value **argv,
+                  annex_hit **paRes, sqlite3_int64 *pnRes, char **pzErr);
+/* nQuery float queries, k each (k <= the table's slots): *paHit holds
+** nQuery x k hits (query i's at i * k, (*panHit)[i] of them), both from
+** sqlite3_malloc64. */
+int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
+                    int nQuery, sqlite3_int64 k, annex_hit **paHit,
+                    sqlite3_int64 **panHit, char **pzErr);
+/* annex_info facts, one xAdd(pCtx, key, SQL literal of the value) each.
+** p may be NULL (the table is not open on this connection). */
+int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
+                   int (*xAdd)(void *, const char *, const char *));
+void annex_gpu_free(struct annex_gpu *g);
+/* Tests: the next device call of any table first applies
+** xTestControl(eOp, iArg) (ANNEX_CUDA_TEST_*). */
+void annex_gpu_test_inject(int eOp, long iArg);
 
 /**************************************************************************
 ** filter.c — the rows a filtered k-NN may return, as a slot bitmap.

@@ -9,6 +9,7 @@
 **   metadata column  NAME text|integer|real        (filterable)
 **   auxiliary column +NAME [any declared type]     (stored, not filterable)
 **   option           index=KIND | index=KIND(key=value, ...) | chunk_size=N
+**                    | device=auto|cpu|gpu (where k-NN runs; gpu.c)
 **                    KIND is flat or an ANN kind of ann.c (hnsw, ivf, ...);
 **                    the kind's xParams checks its parameters
 **
@@ -327,9 +328,15 @@ static int parse_option(const char *zArg, annex_config *p, int *pbIndexSeen,
   } else if (strcmp(zKey, "chunk_size") == 0) {
     *pbChunkSet = 1;
     *pRc = parse_chunk_size(zArg, zVal, p, pzErr);
+  } else if (strcmp(zKey, "device") == 0) {
+    if (annex_device_parse(zVal, &p->eDevice) != 0) {
+      *pzErr = sqlite3_mprintf("bad device in \"%s\" (expected auto, cpu or "
+                               "gpu)", zArg);
+      *pRc = SQLITE_ERROR;
+    }
   } else {
     *pzErr = sqlite3_mprintf("unknown option '%s' in \"%s\" (options: index, "
-                             "chunk_size)", zKey, zArg);
+                             "chunk_size, device)", zKey, zArg);
     *pRc = SQLITE_ERROR;
   }
   return 1;

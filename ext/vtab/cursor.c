@@ -163,6 +163,7 @@ static int knn_args(annex_cursor *c, const annex_term *aTerm, int nTerm,
   const annex_config *cfg = p->pConfig;
   sqlite3_int64 nLimit = -1, nOffset = 0;
   int rc = SQLITE_OK, bLimit = 0;
+  q->eDevice = cfg->eDevice;
   for (int i = 0; i < nTerm && rc == SQLITE_OK; i++) {
     sqlite3_value *v = argv[i];
     switch (aTerm[i].cOp) {
@@ -192,6 +193,13 @@ static int knn_args(annex_cursor *c, const annex_term *aTerm, int nTerm,
         sqlite3_free(zErr);
         break;
       }
+      case 'V':
+        if (annex_device_parse((const char *)sqlite3_value_text(v),
+                               &q->eDevice) != 0) {
+          annex_set_error(&p->base, "device must be 'auto', 'cpu' or 'gpu'");
+          return SQLITE_ERROR;
+        }
+        break;
       case 'L': bLimit = 1; nLimit = sqlite3_value_int64(v); break;
       case 'F': nOffset = sqlite3_value_int64(v); break;
       case 'D': case 'E': {
@@ -288,6 +296,18 @@ static int knn_ann(annex_cursor *c, const annex_knn_query *q,
   return rc;
 }
 
+/* The GPU answers if it can (gpu.c); ANNEX_GPU_USE_CPU if not. */
+static int knn_gpu(annex_cursor *c, const annex_knn_query *q,
+                   const annex_term *aTerm, int nTerm, sqlite3_value **argv) {
+  annex_table *p = (annex_table *)c->base.pVtab;
+  char *zErr = NULL;
+  int rc = annex_gpu_knn(p, q->eDevice, q, aTerm, nTerm, argv, &c->aHit,
+                         &c->nHit, &zErr);
+  if (zErr) annex_set_error(&p->base, "%s", zErr);
+  sqlite3_free(zErr);
+  return rc;
+}
+
 static int filter_knn(annex_cursor *c, const annex_term *aTerm, int nTerm,
                       sqlite3_value **argv) {
   annex_table *p = (annex_table *)c->base.pVtab;
@@ -301,10 +321,14 @@ static int filter_knn(annex_cursor *c, const annex_term *aTerm, int nTerm,
   if (rc != SQLITE_OK || bEmpty) return rc;
   /* An ANN index answers k-NN with a k; radius and unbounded queries, and
   ** whatever the index declines, take the exact scan. */
-  if (p->pAnn && q.k > 0 && !q.bRadius && q.k <= ANNEX_ANN_MAX_K) {
+  if (p->pAnn && q.k > 0 && !q.bRadius && q.k <= ANNEX_ANN_MAX_K &&
+      q.eDevice != ANNEX_DEVICE_GPU) {
     rc = knn_ann(c, &q, aTerm, nTerm, argv);
     if (rc != ANNEX_ANN_EXACT) goto done;
   }
+  /* The exact k-NN on the GPU (device=gpu skips the ANN index). */
+  rc = knn_gpu(c, &q, aTerm, nTerm, argv);
+  if (rc != ANNEX_GPU_USE_CPU) goto done;
   /* Filters run on the chunks' compact metadata when they can; otherwise
   ** (or when a chunk holds a value that needs its bytes) through SQL. */
   rc = annex_filter_compile(p, aTerm, nTerm, argv, &pFilter);

@@ -6,7 +6,9 @@
 ** One row per fact: version and kernel set of the extension; the table's
 ** declaration (dimensions, element, metric, index, chunk_size, format);
 ** its contents (rows, chunks, slots, changes); bytes on disk of each shadow
-** table (from dbstat when the SQLite build has it); memory held.
+** table (from dbstat when the SQLite build has it); memory held; the
+** device knob, the CUDA plugin's status, bytes resident on the GPU, what
+** the last k-NN ran on and the fallback counts (gpu.c).
 ** Reads the shadow tables through SQL, so it works from any connection.
 */
 #include "annex_int.h"
@@ -207,6 +209,28 @@ static int add_index(info_cursor *c, sqlite3 *db, annex_conn *pConn,
   return rc;
 }
 
+/* The GPU facts of gpu.c. The table is connected first (preparing a
+** statement on it does that) so its device= option is known. */
+static int add_gpu(info_cursor *c, sqlite3 *db, annex_conn *pConn,
+                   const char *zDb, const char *zTab) {
+  annex_table *p = annex_find_open(pConn, zDb, zTab);
+  info_add_ctx x;
+  x.c = c;
+  x.db = db;
+  if (p == NULL) {
+    sqlite3_stmt *s = NULL;
+    char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" WHERE 0", zDb,
+                                 zTab);
+    if (zSql == NULL) return SQLITE_NOMEM;
+    sqlite3_prepare_v2(db, zSql, -1, &s, NULL);
+    sqlite3_finalize(s);
+    sqlite3_free(zSql);
+    p = annex_find_open(pConn, zDb, zTab);
+  }
+  return annex_gpu_info(p, p ? p->pConfig->eDevice : ANNEX_DEVICE_AUTO, &x,
+                        add_ann_fact);
+}
+
 static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   sqlite3 *db = v->db;
   char zDb[128];
@@ -238,6 +262,7 @@ static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
   if (rc == SQLITE_OK) rc = add_sizes(c, db, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_memory(c, db, v->pConn, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_index(c, db, v->pConn, zDb, zTab);
+  if (rc == SQLITE_OK) rc = add_gpu(c, db, v->pConn, zDb, zTab);
   return rc;
 }
 

@@ -10,6 +10,8 @@
 ** rowid. All queries are answered in one pass over the vectors, with the
 ** distances of a chunk computed as one matrix product (ext/index/batch.c);
 ** results equal Q separate single-vector queries. float vectors only.
+** Under the table's device= option (auto or gpu) the CUDA plugin may answer
+** instead (gpu.c), with the same results.
 */
 #include "annex_int.h"
 #include "../index/batch.h"
@@ -333,6 +335,32 @@ static int collect_rows(kb_cursor *cur, const kb_queries *q,
   return SQLITE_OK;
 }
 
+/* The batch on the GPU (gpu.c), its rows straight into the cursor;
+** ANNEX_GPU_USE_CPU when the CPU is to answer. k <= the table's slots. */
+static int batch_gpu(kb_vtab *v, kb_cursor *cur, annex_table *p,
+                     const kb_queries *q, sqlite3_int64 k) {
+  annex_hit *aHit = NULL;
+  sqlite3_int64 *anHit = NULL, n = 0;
+  char *zErr = NULL;
+  int rc = annex_gpu_batch(p, p->pConfig->eDevice, q->a, q->n, k, &aHit,
+                           &anHit, &zErr);
+  if (zErr) kb_error(v, rc, "annex_knn: %s", zErr);
+  sqlite3_free(zErr);
+  if (rc != SQLITE_OK) return rc;
+  for (int i = 0; i < q->n; i++) n += anHit[i];
+  cur->aRow = sqlite3_malloc64(sizeof(kb_row) * (size_t)(n ? n : 1));
+  for (int i = 0; cur->aRow && i < q->n; i++) {
+    for (sqlite3_int64 j = 0; j < anHit[i]; j++) {
+      kb_row *r = &cur->aRow[cur->nRow++];
+      r->iQuery = q->aId ? q->aId[i] : i;
+      r->hit = aHit[(size_t)i * (size_t)k + (size_t)j];
+    }
+  }
+  sqlite3_free(aHit);
+  sqlite3_free(anHit);
+  return cur->aRow ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static int kb_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
                      int argc, sqlite3_value **argv) {
   kb_cursor *c = (kb_cursor *)cur;
@@ -361,8 +389,16 @@ static int kb_filter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
   }
   if (rc == SQLITE_OK) rc = read_k(v, argv[2], &k);
   if (rc == SQLITE_OK) rc = read_queries(v, argv[1], p->pConfig, &q);
-  if (rc == SQLITE_OK) rc = run_batch(p, &q, k, &b);
-  if (rc == SQLITE_OK) rc = collect_rows(c, &q, &b);
+  if (rc == SQLITE_OK) {
+    sqlite3_int64 nSlots = 0;
+    rc = annex_storage_slots(p, &nSlots);
+    if (rc == SQLITE_OK && k > nSlots) k = nSlots;
+  }
+  if (rc == SQLITE_OK) rc = batch_gpu(v, c, p, &q, k);
+  if (rc == ANNEX_GPU_USE_CPU) {
+    rc = run_batch(p, &q, k, &b);
+    if (rc == SQLITE_OK) rc = collect_rows(c, &q, &b);
+  }
   if (rc == SQLITE_OK) c->eMetric = p->pConfig->eMetric;
   annex_batch_free(&b);
   sqlite3_free(q.a);

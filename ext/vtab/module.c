@@ -5,8 +5,9 @@
 ** Declared schema of a table (what SELECT * and INSERT see):
 **   user columns in declaration order, then the hidden columns
 **   distance (k-NN result distance), k (k-NN constraint), a column named
-**   like the table, which receives FTS5-style commands, and, for a table
-**   with an ANN index, the index's per-query knob (ef_search, nprobe, ...).
+**   like the table, which receives FTS5-style commands, for a table
+**   with an ANN index the index's per-query knob (ef_search, nprobe, ...),
+**   and device (auto/cpu/gpu for one query; gpu.c).
 **
 ** Transactions: all state lives in the shadow tables, so SQLite's journal
 ** makes writes atomic. The table's own in-memory state that outlives a
@@ -51,6 +52,13 @@ static int carry_error(annex_table *p, int rc) {
   return rc;
 }
 
+static int has_column(const annex_config *c, const char *zName) {
+  for (int i = 0; i < c->nCol; i++) {
+    if (sqlite3_stricmp(c->aCol[i].zName, zName) == 0) return 1;
+  }
+  return 0;
+}
+
 static char *declare_sql(const annex_table *p) {
   const annex_config *c = p->pConfig;
   sqlite3_str *s = sqlite3_str_new(NULL);
@@ -66,6 +74,8 @@ static char *declare_sql(const annex_table *p) {
   sqlite3_str_appendf(s, "distance HIDDEN, k HIDDEN, \"%w\" HIDDEN",
                       p->zName);
   if (c->pAnnOps) sqlite3_str_appendf(s, ", %s HIDDEN", c->pAnnOps->zKnob);
+  /* the per-query device (gpu.c), unless a user column took the name */
+  if (!has_column(c, "device")) sqlite3_str_appendall(s, ", device HIDDEN");
   sqlite3_str_appendall(s, ")");
   return annex_str_finish(s);
 }
@@ -73,6 +83,7 @@ static char *declare_sql(const annex_table *p) {
 static void table_free(annex_table *p) {
   if (p == NULL) return;
   if (p->pAnn) p->pAnn->pOps->xClose(p->pAnn);
+  annex_gpu_free(p->pGpu);
   sqlite3_free(p->pVecBuf);
   annex_storage_close(p);
   annex_config_free(p->pConfig);
@@ -218,6 +229,12 @@ static int check_hidden_unset(annex_table *p, int argc,
   int iDist = 2 + p->iHiddenBase + ANNEX_HID_DISTANCE;
   int iK = 2 + p->iHiddenBase + ANNEX_HID_K;
   int iKnob = 2 + p->iHiddenBase + ANNEX_HID_KNOB;
+  int iDev = 2 + p->iHiddenBase + ANNEX_HID_DEVICE(p);
+  if (iDev < argc && sqlite3_value_type(argv[iDev]) != SQLITE_NULL) {
+    return annex_set_error(&p->base, "device is a query-only column of %s "
+                           "and cannot be written", p->zName);
+  }
+  if (p->pConfig->pAnnOps == NULL) iKnob = argc; /* no knob column */
   if (sqlite3_value_type(argv[iDist]) != SQLITE_NULL ||
       sqlite3_value_type(argv[iK]) != SQLITE_NULL ||
       (iKnob < argc && sqlite3_value_type(argv[iKnob]) != SQLITE_NULL)) {

@@ -15,6 +15,7 @@
 ** tokens (col is the user column number, or -1):
 **   M match   K k   L limit   F offset   D distance <   E distance <=
 **   N the ANN index's per-query knob (ef_search, nprobe, ...) =
+**   V device = (auto, cpu or gpu for this query; gpu.c)
 **   Q rowid =   P rowid IN (all values at once)
 **   metadata: a =  b >  c <=  d <  e >=  f !=  g IS NULL  h IS NOT NULL
 **             i IN (all values at once)  j IS  k IS NOT
@@ -34,6 +35,7 @@ typedef struct plan_state {
   int bMatchBlocked; /* a MATCH exists but is unusable in this plan */
   int iK;            /* k = ? */
   int iKnob;         /* ef_search / nprobe / ... = ? (ANN tables) */
+  int iDevice;       /* device = ? */
   int iLimit, iOffset;
   int iRadius;       /* distance < or <= */
   int iRowidEq;      /* rowid = ? (not IN) */
@@ -91,6 +93,8 @@ static int classify(plan_state *s) {
     else if (pc->op == SQLITE_INDEX_CONSTRAINT_OFFSET) s->iOffset = i;
     else if (col == iBase + ANNEX_HID_K &&
              pc->op == SQLITE_INDEX_CONSTRAINT_EQ) s->iK = i;
+    else if (col == iBase + ANNEX_HID_DEVICE(s->p) &&
+             pc->op == SQLITE_INDEX_CONSTRAINT_EQ) s->iDevice = i;
     else if (col == iBase + ANNEX_HID_KNOB &&
              pc->op == SQLITE_INDEX_CONSTRAINT_EQ) s->iKnob = i;
     else if (col == iBase + ANNEX_HID_DISTANCE &&
@@ -111,7 +115,8 @@ static void add_filters(plan_state *s) {
     int col = pc->iColumn;
     char cOp;
     if (!pc->usable || i == s->iMatch || i == s->iK || i == s->iLimit ||
-        i == s->iOffset || i == s->iRadius || i == s->iKnob) {
+        i == s->iOffset || i == s->iRadius || i == s->iKnob ||
+        i == s->iDevice) {
       continue;
     }
     if (col < 0 && pc->op == SQLITE_INDEX_CONSTRAINT_EQ) {
@@ -149,6 +154,7 @@ static int plan_knn(plan_state *s) {
   use_term(s, s->iMatch, 'M', c->iVecCol);
   if (s->iK >= 0) use_term(s, s->iK, 'K', -1);
   if (s->iKnob >= 0) use_term(s, s->iKnob, 'N', -1);
+  if (s->iDevice >= 0) use_term(s, s->iDevice, 'V', -1);
   if (s->iRadius >= 0) {
     int bLe = pInfo->aConstraint[s->iRadius].op == SQLITE_INDEX_CONSTRAINT_LE;
     use_term(s, s->iRadius, bLe ? 'E' : 'D', -1);
@@ -181,14 +187,15 @@ int annex_best_index(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo) {
   s.pInfo = pInfo;
   s.p = (annex_table *)pVtab;
   s.iMatch = s.iK = s.iLimit = s.iOffset = s.iRadius = s.iRowidEq = -1;
-  s.iKnob = -1;
+  s.iKnob = s.iDevice = -1;
   rc = classify(&s);
   if (rc != SQLITE_OK) return rc;
   if (s.iMatch < 0 && s.bMatchBlocked) return SQLITE_CONSTRAINT;
   s.pIdx = sqlite3_str_new(NULL);
   if (s.iMatch >= 0) {
     rc = plan_knn(&s);
-  } else if (s.iK >= 0 || s.iRadius >= 0 || s.iKnob >= 0) {
+  } else if (s.iK >= 0 || s.iRadius >= 0 || s.iKnob >= 0 ||
+             s.iDevice >= 0) {
     annex_set_error(pVtab, "k, distance and %s constraints need a MATCH on "
                     "the vector column %s",
                     s.p->pConfig->pAnnOps ? s.p->pConfig->pAnnOps->zKnob
