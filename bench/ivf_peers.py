@@ -117,6 +117,7 @@ def annex_db(kind, params):
         t = time.perf_counter()
         db.execute("COMMIT")
         t_train = time.perf_counter() - t
+    db.execute("SELECT rowid FROM t LIMIT 1").fetchall()  # connect t
     info = dict(db.execute("SELECT key, value FROM annex_info('t')"))
     assert info["ivf_state"] == "trained", info["ivf_state"]
     return db, info, t_load, t_train
@@ -137,12 +138,13 @@ def annex_sweep(db):
     return rows
 
 
-def faiss_sweep(index):
+def faiss_sweep(index, ivf=None):
+    ivf = ivf or faiss.extract_index_ivf(index)
     rows = []
     for p in PROBES:
         if p > NLIST:
             break
-        faiss.extract_index_ivf(index).nprobe = p
+        ivf.nprobe = p
         def run():
             return [index.search(QUERY[i:i + 1], 10)[1][0]
                     for i in range(len(QUERY))]
@@ -198,7 +200,7 @@ def main():
         fi.cp.niter = ARGS.iters
         tf = train_faiss(fi)
         report("IVF-Flat (annex load %.1fs, train+assign %.1fs; FAISS "
-               "train+add %.1fs)" % (tl, tt, tf), ra, faiss_sweep(fi))
+               "train+add %.1fs)" % (tl, tt, tf), ra, faiss_sweep(fi, ivfpq))
     if "sq8" not in SKIP:
         db, info, tl, tt = annex_db("sq8", "quantizer=sq8, rerank=2")
         ra = annex_sweep(db)
@@ -223,7 +225,7 @@ def main():
         report("IVF-PQ m=%d + rerank %d (index bytes %d = %.4f of raw %d; "
                "annex train+assign %.1fs, FAISS %.1fs)" % (
                    M, ARGS.rerank, code, code / (N * D * 4.0), N * D * 4,
-                   tt, tf), ra, faiss_sweep(fi))
+                   tt, tf), ra, faiss_sweep(fi, ivfpq))
     if "kmeans" not in SKIP:
         exe = os.path.join(ARGS.db_dir, "ivf_kmeans_bench")
         root = os.path.dirname(HERE)

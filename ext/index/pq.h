@@ -35,6 +35,9 @@ typedef struct annex_pq {
   int m;           /* sub-quantizers = code bytes */
   size_t dsub;     /* nDim / m */
   float *aCodebook;/* m * 256 * dsub floats (owned) */
+  float *aCodeT;   /* the same, transposed per sub-quantizer: block j is
+                   ** dsub rows of 256 (owned; set by annex_pq_finish) */
+  float *aNorm;    /* m * 256 squared codeword norms (inside aCodeT) */
 } annex_pq;
 
 /* Set up an untrained quantizer (codebook zeroed). Returns
@@ -50,14 +53,21 @@ void annex_pq_free(annex_pq *pq);
 int annex_pq_train(annex_pq *pq, const float *aX, size_t n,
                    const annex_kmeans_params *p);
 
-/* Encode one vector into m bytes. */
+/* Derive aCodeT and aNorm from aCodebook: after loading a codebook
+** (annex_pq_train calls it itself). */
+void annex_pq_finish(annex_pq *pq);
+
+/* Encode one vector into m bytes (nearest codeword per sub-vector; needs
+** annex_pq_finish). */
 void annex_pq_encode(const annex_pq *pq, const float *x, uint8_t *aCode);
 /* Encode n vectors (codes back to back), in parallel with nThread. */
 int annex_pq_encode_many(const annex_pq *pq, const float *aX, size_t n,
                          int nThread, uint8_t *aCode);
 void annex_pq_decode(const annex_pq *pq, const uint8_t *aCode, float *out);
 
-/* The m x 256 ADC table of query q: l2 (bIP == 0) or -dot (bIP != 0). */
+/* The m x 256 ADC table of query q: l2 (bIP == 0) or -dot (bIP != 0),
+** as |c|^2 - 2 q.c (+ |q_j|^2) and -q.c from the transposed codebook: one
+** vectorisable pass of 256 x nDim multiply-adds. */
 void annex_pq_table(const annex_pq *pq, const float *q, int bIP,
                     float *aTab);
 

@@ -73,6 +73,7 @@
 #include "../index/ivf.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -431,6 +432,12 @@ static int ivf_load_model(ivf_ann *h) {
   }
   if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "ivf_rows", &h->nTrainRows);
   if (rc == SQLITE_OK && (nChunk < 1 || nChunk > 65536)) rc = SQLITE_CORRUPT_VTAB;
+  /* ivf_trained is 0 or 1; ivf_updates counts UPDATEs (and is incremented
+  ** without overflow checks: 2^62 cannot be reached) */
+  if (rc == SQLITE_OK && (bTrained < 0 || bTrained > 1 || h->nUpdates < 0 ||
+                          h->nUpdates > ((sqlite3_int64)1 << 62))) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
   if (rc != SQLITE_OK) return rc;
   h->nChunkMax = (int)nChunk;
   if (bTrained && ivf_is_float(c)) {
@@ -451,6 +458,7 @@ static int ivf_load_model(ivf_ann *h) {
     if (rc == SQLITE_OK && h->eQuant == ANNEX_IVF_PQ) {
       rc = ivf_read_model(h, IVF_MODEL_PQ, h->ivf.pq.aCodebook,
                           (size_t)ANNEX_PQ_KSUB * (size_t)c->nDim);
+      if (rc == SQLITE_OK) annex_pq_finish(&h->ivf.pq);
     }
     if (rc == SQLITE_OK) {
       h->aList = annex_calloc((size_t)nList, sizeof(ivf_list));
@@ -1122,6 +1130,36 @@ static int ivf_rerank(ivf_ann *h, const annex_ann_query *q, annex_hit *aCand,
   return rc;
 }
 
+static int ivf_cmp_slot(const void *pA, const void *pB) {
+  sqlite3_int64 x = *(const sqlite3_int64 *)pA, y = *(const sqlite3_int64 *)pB;
+  return x < y ? -1 : x > y;
+}
+
+/* Drop repeated slots from sorted hits (keeping the first). A slot has one
+** entry unless an UPDATE left a stale one (then the hits are re-ranked and
+** deduplicated there); a corrupt list may still name a slot twice, and a
+** k-NN must never return a row twice. */
+static int ivf_dedupe(annex_hit *aHit, size_t *pn) {
+  size_t n = *pn, nKeep = 0;
+  sqlite3_int64 *aSlot;
+  int bDup = 0;
+  if (n < 2) return SQLITE_OK;
+  aSlot = sqlite3_malloc64(sizeof(sqlite3_int64) * n);
+  if (aSlot == NULL) return SQLITE_NOMEM;
+  for (size_t i = 0; i < n; i++) aSlot[i] = aHit[i].rowid;
+  qsort(aSlot, n, sizeof(aSlot[0]), ivf_cmp_slot);
+  for (size_t i = 1; i < n && !bDup; i++) bDup = aSlot[i] == aSlot[i - 1];
+  sqlite3_free(aSlot);
+  if (!bDup) return SQLITE_OK;
+  for (size_t i = 0; i < n; i++) { /* rare (corrupt): quadratic is fine */
+    size_t j = 0;
+    while (j < nKeep && aHit[j].rowid != aHit[i].rowid) j++;
+    if (j == nKeep) aHit[nKeep++] = aHit[i];
+  }
+  *pn = nKeep;
+  return SQLITE_OK;
+}
+
 static int ivf_search(annex_ann *a, const annex_ann_query *q,
                       annex_hit **paHit, sqlite3_int64 *pnHit) {
   ivf_ann *h = (ivf_ann *)a;
@@ -1190,6 +1228,7 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
       annex_topk_sort(&top);
       nOut = top.n < (size_t)q->k ? top.n : (size_t)q->k;
       memcpy(aOut, top.a, nOut * sizeof(annex_hit));
+      rc = ivf_dedupe(aOut, &nOut);
     } else {
       rc = ivf_rerank(h, q, top.a, top.n, aOut, &nOut);
     }
@@ -1353,10 +1392,25 @@ static int ivf_integrity(annex_ann *a) {
                          "slot counter", iSlot);
         break;
       }
-      if (iSlot < h->nLiveBits && annex_bit_get(h->aLive, iSlot) &&
-          !annex_bit_get(aSeen, iSlot)) {
+      if (iSlot < h->nLiveBits && annex_bit_get(h->aLive, iSlot)) {
+        /* Without UPDATEs since training a live row has one entry (a
+        ** search would return it twice), and a flat code is the row's
+        ** vector (a search takes its distance from the code). */
+        if (annex_bit_get(aSeen, iSlot) && h->nUpdates == 0) {
+          rc = ivf_corrupt(h, "slot %lld has two ivf list entries", iSlot);
+          break;
+        }
+        if (h->eQuant == ANNEX_IVF_FLAT && h->nUpdates == 0) {
+          rc = annex_storage_read_vector(p, iSlot, p->pVecBuf);
+          if (rc == SQLITE_OK &&
+              memcmp(p->pVecBuf, d + 8 + j * sz + 8, sz - 8) != 0) {
+            rc = ivf_corrupt(h, "the ivf list entry of slot %lld is not its "
+                             "vector", iSlot);
+          }
+          if (rc != SQLITE_OK) break;
+        }
+        if (!annex_bit_get(aSeen, iSlot)) nSeen++;
         aSeen[iSlot >> 3] |= (unsigned char)(1u << (iSlot & 7));
-        nSeen++;
       }
     }
   }
