@@ -59,8 +59,9 @@ static void usage(FILE *f) {
     "  --address     the address other nodes and clients use\n"
     "  --dir         data directory (Raft log and snapshots)\n"
     "  --bind        address to listen on (default: --address)\n"
-    "  --join        peers to join through (ADD + ASSIGN voter via the\n"
-    "                leader); a restarted member finds itself and skips\n"
+    "  --join        peers to join through, alias --cluster (ADD, then\n"
+    "                ASSIGN voter, via the leader); a restarted member\n"
+    "                finds itself in the cluster and changes nothing\n"
     "  --latency-ms  one-way network latency: heartbeats every 1.5x, an\n"
     "                election after 15x (dqlite's default: 3 s elections)\n");
 }

@@ -554,10 +554,104 @@ static int stop_all(void) {
   return nBad;
 }
 
+/* 1. schema, data and the first answers, through leader 1 */
+static void phase_load(const dataset *d, answers *a0) {
+  char zErr[512];
+  dqw_conn *c = open_on(1, zErr, sizeof zErr);
+  if (!c) die("leader 1: %s", zErr);
+  create_table(c, d);
+  double tl = now_s();
+  int nTx = load_rows(c, d, 0, g_o.nRows);
+  printf("loaded %d %d-d vectors (index=hnsw) through leader 1 in %.2f s, "
+         "%d replicated transactions\n", g_o.nRows, d->dim, now_s() - tl, nTx);
+  if (knn_all(c, d->aQuery, d->dim, g_o.nQuery, a0, zErr, sizeof zErr))
+    die("%s", zErr);
+  printf("recorded: %d queries, k=%d, through leader 1", g_o.nQuery, g_o.k);
+  if (g_o.nRows == d->nBase && d->truthDim >= g_o.k)
+    printf(" (recall@%d against the ground truth: %.3f)", g_o.k, recall(a0, d));
+  printf("\n");
+  dqw_close(c);
+}
+
+/* 2. the leader dies; the same answers through the new one */
+static uint64_t phase_failover(const dataset *d, const answers *a0,
+                               double *pMs) {
+  char zErr[512];
+  answers a1;
+  uint64_t L1 = failover(1, d, pMs);
+  leader_change(1, L1, "SIGKILL of the leader");
+  printf("failover: killed leader 1 (SIGKILL); %.0f ms later a survivor named "
+         "node %llu leader; it answered its first query %.0f ms after the kill "
+         "(election timeout %d ms, --latency-ms %d)\n", g_electedMs,
+         (unsigned long long)L1, *pMs, 15 * g_o.latency_ms, g_o.latency_ms);
+  dqw_conn *c = open_on(L1, zErr, sizeof zErr);
+  if (!c || knn_all(c, d->aQuery, d->dim, g_o.nQuery, &a1, zErr, sizeof zErr))
+    die("new leader %llu: %s", (unsigned long long)L1, zErr);
+  int nSame = compare(a0, &a1, "after failover");
+  printf("queries compared through new leader %llu: %d of %d identical "
+         "(rowids and distances, bit for bit)\n", (unsigned long long)L1,
+         nSame, g_o.nQuery);
+  if (nSame != g_o.nQuery) die("answers changed after failover");
+  exec_or_die(c, "INSERT INTO items(items) VALUES ('integrity-check')");
+  printf("integrity-check on node %llu: ok\n", (unsigned long long)L1);
+  answers_free(&a1);
+  dqw_close(c);
+  return L1;
+}
+
+/* 3. a write while node 1 is down (the spare query vector as a new row);
+** the answers after it, on the current leader, into *aW */
+static void phase_write(const dataset *d, uint64_t L1, answers *aW) {
+  char zErr[512], zSql[128];
+  int64_t newRow = g_o.nRows + 1;
+  const float *vNew = d->aQuery + (size_t)g_o.nQuery * (size_t)d->dim;
+  dqw_value p = {.type = DQW_BLOB, .p = vNew, .n = (size_t)d->dim * 4};
+  dqw_conn *c = open_on(L1, zErr, sizeof zErr);
+  if (!c) die("leader %llu: %s", (unsigned long long)L1, zErr);
+  snprintf(zSql, sizeof zSql, "INSERT INTO items(rowid, embedding) VALUES "
+           "(%lld, ?)", (long long)newRow);
+  if (dqw_exec(c, zSql, &p, 1, NULL, NULL)) die("%s", dqw_errmsg(c));
+  if (knn_all(c, d->aQuery, d->dim, g_o.nQuery + 1, aW, zErr, sizeof zErr))
+    die("%s", zErr);
+  if (aW->aRowid[g_o.nQuery * g_o.k] != newRow || aW->aDist[g_o.nQuery * g_o.k])
+    die("the new row is not its own nearest neighbour on node %llu",
+        (unsigned long long)L1);
+  printf("wrote row %lld through leader %llu while node 1 was down "
+         "(%lld rows)\n", (long long)newRow, (unsigned long long)L1,
+         (long long)count_rows(c));
+  dqw_close(c);
+}
+
+/* 4. node 1 comes back, catches up, and answers as leader */
+static void phase_catch_up(const dataset *d, uint64_t L1, const answers *aW) {
+  char zErr[512];
+  answers aC;
+  int64_t newRow = g_o.nRows + 1;
+  double tr = rejoin_and_transfer(1, L1);
+  leader_change(L1, 1, "TRANSFER to the restarted node");
+  dqw_conn *c = open_on(1, zErr, sizeof zErr);
+  if (!c || knn_all(c, d->aQuery, d->dim, g_o.nQuery + 1, &aC, zErr,
+                    sizeof zErr))
+    die("restarted node 1: %s", zErr);
+  int64_t nRows = count_rows(c);
+  int nSame = compare(aW, &aC, "after catch-up");
+  int seen = aC.aRowid[g_o.nQuery * g_o.k] == newRow;
+  printf("catch-up: restarted node 1 (same id, data dir, address); leadership "
+         "transferred to it %.2f s after restart; queried THROUGH NODE 1 as "
+         "leader (its own copy): %lld rows, row %lld %s, %d of %d queries "
+         "identical to node %llu's answers after the write\n", tr,
+         (long long)nRows, (long long)newRow, seen ? "found" : "MISSING",
+         nSame, g_o.nQuery + 1, (unsigned long long)L1);
+  if (!seen || nRows != newRow || nSame != g_o.nQuery + 1)
+    die("node 1 did not catch up");
+  exec_or_die(c, "INSERT INTO items(items) VALUES ('integrity-check')");
+  answers_free(&aC);
+  dqw_close(c);
+}
+
 int main(int argc, char **argv) {
   dataset d;
-  answers a0, a1, aW, aC;
-  char zErr[512];
+  answers a0, aW;
   double t0 = now_s(), failMs;
   parse_opts(argc, argv);
   setvbuf(stdout, NULL, _IONBF, 0);
@@ -566,85 +660,20 @@ int main(int argc, char **argv) {
   if (g_o.nQuery >= d.nQuery) g_o.nQuery = d.nQuery - 1; /* one spare */
   setup_nodes();
   start_cluster();
-
-  /* 1. schema and data through leader 1 */
-  dqw_conn *c = open_on(1, zErr, sizeof zErr);
-  if (!c) die("leader 1: %s", zErr);
-  create_table(c, &d);
-  double tl = now_s();
-  int nTx = load_rows(c, &d, 0, g_o.nRows);
-  printf("loaded %d %d-d vectors (index=hnsw) through leader 1 in %.2f s, "
-         "%d replicated transactions\n", g_o.nRows, d.dim, now_s() - tl, nTx);
-  if (knn_all(c, d.aQuery, d.dim, g_o.nQuery, &a0, zErr, sizeof zErr))
-    die("%s", zErr);
-  printf("recorded: %d queries, k=%d, through leader 1", g_o.nQuery, g_o.k);
-  if (g_o.nRows == d.nBase && d.truthDim >= g_o.k)
-    printf(" (recall@%d against the ground truth: %.3f)", g_o.k, recall(&a0, &d));
-  printf("\n");
-  dqw_close(c);
-
-  /* 2. the leader dies */
-  uint64_t L1 = failover(1, &d, &failMs);
-  leader_change(1, L1, "SIGKILL of the leader");
-  printf("failover: killed leader 1 (SIGKILL); %.0f ms later a survivor named "
-         "node %llu leader; it answered its first query %.0f ms after the kill "
-         "(election timeout %d ms, --latency-ms %d)\n", g_electedMs,
-         (unsigned long long)L1, failMs, 15 * g_o.latency_ms, g_o.latency_ms);
-  c = open_on(L1, zErr, sizeof zErr);
-  if (!c || knn_all(c, d.aQuery, d.dim, g_o.nQuery, &a1, zErr, sizeof zErr))
-    die("new leader %llu: %s", (unsigned long long)L1, zErr);
-  int nSame = compare(&a0, &a1, "after failover");
-  printf("queries compared through new leader %llu: %d of %d identical "
-         "(rowids and distances, bit for bit)\n", (unsigned long long)L1,
-         nSame, g_o.nQuery);
-  if (nSame != g_o.nQuery) die("answers changed after failover");
-  exec_or_die(c, "INSERT INTO items(items) VALUES ('integrity-check')");
-  printf("integrity-check on node %llu: ok\n", (unsigned long long)L1);
-
-  /* 3. a write while node 1 is down: the spare query vector as a row */
-  int64_t newRow = g_o.nRows + 1;
-  const float *vNew = d.aQuery + (size_t)g_o.nQuery * (size_t)d.dim;
-  char zSql[128];
-  dqw_value p = {.type = DQW_BLOB, .p = vNew, .n = (size_t)d.dim * 4};
-  snprintf(zSql, sizeof zSql, "INSERT INTO items(rowid, embedding) VALUES "
-           "(%lld, ?)", (long long)newRow);
-  if (dqw_exec(c, zSql, &p, 1, NULL, NULL)) die("%s", dqw_errmsg(c));
-  if (knn_all(c, d.aQuery, d.dim, g_o.nQuery + 1, &aW, zErr, sizeof zErr))
-    die("%s", zErr);
-  if (aW.aRowid[g_o.nQuery * g_o.k] != newRow || aW.aDist[g_o.nQuery * g_o.k])
-    die("the new row is not its own nearest neighbour on node %llu",
-        (unsigned long long)L1);
-  printf("wrote row %lld through leader %llu while node 1 was down "
-         "(%lld rows)\n", (long long)newRow, (unsigned long long)L1,
-         (long long)count_rows(c));
-  dqw_close(c);
-
-  /* 4. node 1 comes back, catches up, and serves as leader */
-  double tr = rejoin_and_transfer(1, L1);
-  leader_change(L1, 1, "TRANSFER to the restarted node");
-  c = open_on(1, zErr, sizeof zErr);
-  if (!c || knn_all(c, d.aQuery, d.dim, g_o.nQuery + 1, &aC, zErr, sizeof zErr))
-    die("restarted node 1: %s", zErr);
-  int64_t nRows = count_rows(c);
-  int nSameC = compare(&aW, &aC, "after catch-up");
-  int seen = aC.aRowid[g_o.nQuery * g_o.k] == newRow;
-  printf("catch-up: restarted node 1 (same id, data dir, address); leadership "
-         "transferred to it %.2f s after restart; queried THROUGH NODE 1 as "
-         "leader (its own copy): %lld rows, row %lld %s, %d of %d queries "
-         "identical to node %llu's answers after the write\n", tr,
-         (long long)nRows, (long long)newRow, seen ? "found" : "MISSING",
-         nSameC, g_o.nQuery + 1, (unsigned long long)L1);
-  if (!seen || nRows != newRow || nSameC != g_o.nQuery + 1)
-    die("node 1 did not catch up");
-  exec_or_die(c, "INSERT INTO items(items) VALUES ('integrity-check')");
-  dqw_close(c);
-
+  phase_load(&d, &a0);
+  uint64_t L1 = phase_failover(&d, &a0, &failMs);
+  phase_write(&d, L1, &aW);
+  phase_catch_up(&d, L1, &aW);
   printf("leader changes: %s\n", g_zChanges);
   if (stop_all()) die("a node did not stop cleanly");
   printf("replicated: PASS — 3 nodes, 2 leader changes, %d queries compared "
          "after failover + %d after catch-up, catch-up verified through the "
          "restarted node, failover %.0f ms, total %.1f s\n", g_o.nQuery,
          g_o.nQuery + 1, failMs, now_s() - t0);
-  answers_free(&a0); answers_free(&a1); answers_free(&aW); answers_free(&aC);
+  answers_free(&a0);
+  answers_free(&aW);
+  free(d.aBase);
+  free(d.aQuery);
+  free(d.aTruth);
   return 0;
 }
