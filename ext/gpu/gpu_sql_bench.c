@@ -88,13 +88,15 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *zSql) {
 }
 
 static char *info(sqlite3 *db, const char *zTab, const char *zKey) {
-  static char z[512];
+  static char az[4][512]; /* several may appear in one say() */
+  static int i;
+  char *z = az[i++ & 3];
   char *zSql = sqlite3_mprintf("SELECT value FROM annex_info(%Q) WHERE key "
                                "= %Q", zTab, zKey);
   sqlite3_stmt *s = prep(db, zSql);
   z[0] = 0;
   if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
-    snprintf(z, sizeof(z), "%s", sqlite3_column_text(s, 0));
+    snprintf(z, sizeof(az[0]), "%s", sqlite3_column_text(s, 0));
   }
   sqlite3_finalize(s);
   sqlite3_free(zSql);

@@ -372,7 +372,7 @@ int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
 /* annex_info facts, one xAdd(pCtx, key, SQL literal of the value) each.
 ** p may be NULL (the table is not open on this connection). */
 int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
-                   int (*xAdd)(void *, const char *, const char *));
+                   int (*)(void *, const char *, const char *));
 void annex_gpu_free(struct annex_gpu *g);
 /* Tests: the next device call of any table first applies
 ** xTestControl(eOp, iArg) (ANNEX_CUDA_TEST_*). */

@@ -54,19 +54,41 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef ANNEX_HAVE_OPENMP
+#include <omp.h>
+#endif
+
 #if !defined(_WIN32) && !defined(ANNEX_OMIT_GPU)
 #include <dlfcn.h>
 #define ANNEX_GPU_DLOPEN 1
+#if defined(__GLIBC__) && !defined(__USE_GNU)
+/* <dlfcn.h> came in without _GNU_SOURCE (the amalgamation includes it
+** earlier): declare glibc's dladdr as <dlfcn.h> would have. */
+typedef struct {
+  const char *dli_fname;
+  void *dli_fbase;
+  const char *dli_sname;
+  void *dli_saddr;
+} Dl_info;
+extern int dladdr(const void *, Dl_info *);
+#endif
 #endif
 
 /* device=auto: the GPU from this much work per call (queries x rows x
-** dims). On the H200 through SQL, one query on 100k x 128 (12.8M) ran
-** 3.9x faster on the GPU than on one CPU core; see RESULTS.md. */
+** dims). Measured on the H200 through SQL (ext/gpu/RESULTS.md, 2026-11-29):
+** one k-NN on 10k x 128 (1.28M) took 0.051 ms on the GPU and 0.48 ms on
+** one CPU core, 30k x 128 0.059 vs 1.35 ms; the GPU's fixed cost is about
+** 0.05 ms a call, the CPU's rate about 0.37 ms per million floats. Below
+** 1M floats the absolute gain is a fraction of a millisecond and does not
+** repay the upload (about 0.5 s per GB read out of SQLite) nor the host
+** copy the table keeps. */
 #ifndef ANNEX_GPU_AUTO_MIN
-#define ANNEX_GPU_AUTO_MIN (4.0 * 1024 * 1024)
+#define ANNEX_GPU_AUTO_MIN (1024.0 * 1024)
 #endif
 /* Queries per xKnn call of a batch (bounds the plugin's scratch). */
 #define GPU_QUERY_GROUP 8192
+/* Most threads re-scoring a batch's candidates. */
+#define GPU_MAX_THREADS 64
 
 /* Process-wide plugin state (gpu_gState: 0 not tried, 1 loaded, 2 missing,
 ** 3 loaded but no device). Written once under the spin lock. */
@@ -259,7 +281,7 @@ static int gpu_open_context(annex_gpu *g) {
     snprintf(gpu_gWhy, sizeof(gpu_gWhy), "%s", zErr);
     __atomic_store_n(&gpu_gState, 3, __ATOMIC_RELEASE);
   } else {
-    snprintf(g->zDead, sizeof(g->zDead), "opening the device failed: %s",
+    snprintf(g->zDead, sizeof(g->zDead), "opening the device failed: %.200s",
              zErr);
     g->bDead = 1;
   }
@@ -432,10 +454,38 @@ static int gpu_scratch_alloc(gpu_knn_scratch *s, size_t nQ, size_t nCand) {
   s->aHit = sqlite3_malloc64(sizeof(annex_cuda_hit) * nQ * nCand);
   s->anHit = sqlite3_malloc64(sizeof(size_t) * nQ);
   s->aFloor = sqlite3_malloc64(sizeof(float) * nQ);
-  s->aTmp = sqlite3_malloc64(sizeof(annex_hit) * nCand);
+  s->aTmp = sqlite3_malloc64(sizeof(annex_hit) * nCand * GPU_MAX_THREADS);
   if (s->aHit && s->anHit && s->aFloor && s->aTmp) return SQLITE_OK;
   gpu_scratch_free(s);
   return SQLITE_NOMEM;
+}
+
+/* Certify n queries of one xKnn call (query j is aQ[j], its answer goes
+** to slot aIdx[j], or i0 + j). Large batches use every core: the re-score
+** reads 4 x nCand x nDim bytes of scattered host memory per query. */
+static void gpu_certify_all(annex_table *p, annex_gpu *g, const float *aQ,
+                            const size_t *aIdx, size_t i0, size_t n,
+                            size_t k, size_t nCand, gpu_knn_scratch *s,
+                            annex_hit *aOut, sqlite3_int64 *anOut,
+                            unsigned char *abCert) {
+  size_t nDim = (size_t)p->pConfig->nDim;
+  int nThread = n >= 256 ? annex_build_threads() : 1;
+  if (nThread > GPU_MAX_THREADS) nThread = GPU_MAX_THREADS;
+#ifdef ANNEX_HAVE_OPENMP
+#pragma omp parallel for num_threads(nThread) schedule(static)
+#endif
+  for (size_t j = 0; j < n; j++) {
+    size_t iq = aIdx ? aIdx[j] : i0 + j;
+    int t = 0;
+#ifdef ANNEX_HAVE_OPENMP
+    t = omp_get_thread_num();
+#endif
+    abCert[iq] = (unsigned char)gpu_certify(
+        p, g, aQ + j * nDim, s->aHit + j * nCand, s->anHit[j], nCand,
+        s->aFloor[j], k, s->aTmp + (size_t)t * nCand, aOut + iq * k,
+        &anOut[iq]);
+  }
+  (void)nThread;
 }
 
 /* Queries aIdx[0..nQ) of aQuery (all when aIdx is NULL) on the device with
@@ -473,12 +523,8 @@ static int gpu_device_pass(annex_table *p, annex_gpu *g, const float *aQuery,
       rc = gpu_device_failed(g, (int)e, "k-NN");
       break;
     }
-    for (size_t j = 0; j < n; j++) {
-      size_t iq = aIdx ? aIdx[i0 + j] : i0 + j;
-      abCert[iq] = (unsigned char)gpu_certify(
-          p, g, aQ + j * nDim, s.aHit + j * nCand, s.anHit[j], nCand,
-          s.aFloor[j], k, s.aTmp, aOut + iq * k, &anOut[iq]);
-    }
+    gpu_certify_all(p, g, aQ, aIdx ? aIdx + i0 : NULL, i0, n, k, nCand, &s,
+                    aOut, anOut, abCert);
   }
   sqlite3_free(aGather);
   gpu_scratch_free(&s);
@@ -736,16 +782,16 @@ static const char *plugin_status(void) {
   return "not loaded (no query has needed it)";
 }
 
-/* One fact: xAdd(pCtx, zKey, SQL literal of the value). */
-static int gpu_fact(void *pCtx, int (*xAdd)(void *, const char *, const char *),
+/* One fact: xGpuFact(pCtx, zKey, SQL literal of the value). */
+static int gpu_fact(void *pCtx, int (*xGpuFact)(void *, const char *, const char *),
                 const char *zKey, char *zSql) {
-  int rc = zSql ? xAdd(pCtx, zKey, zSql) : SQLITE_NOMEM;
+  int rc = zSql ? xGpuFact(pCtx, zKey, zSql) : SQLITE_NOMEM;
   sqlite3_free(zSql);
   return rc;
 }
 
 int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
-                   int (*xAdd)(void *, const char *, const char *)) {
+                   int (*xGpuFact)(void *, const char *, const char *)) {
   annex_gpu *g = p ? p->pGpu : NULL;
   char zName[128] = "";
   size_t nFree = 0, nTotal = 0, nRes = 0;
@@ -754,49 +800,49 @@ int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
     gpu_gApi->xDevice(g->ctx, zName, sizeof(zName), &nFree, &nTotal);
     nRes = gpu_gApi->xResidentBytes(g->ctx);
   }
-  rc = gpu_fact(pCtx, xAdd, "device", sqlite3_mprintf("%Q",
+  rc = gpu_fact(pCtx, xGpuFact, "device", sqlite3_mprintf("%Q",
                                                   annex_device_name(eDevice)));
   if (rc == SQLITE_OK) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_plugin", sqlite3_mprintf(
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_plugin", sqlite3_mprintf(
         "'%q%s%q'", plugin_status(), gpu_gState ? ": " : "",
         gpu_gState ? gpu_gWhy : ""));
   }
   if (rc == SQLITE_OK && g && (g->ctx || g->bDead)) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_device",
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_device",
               sqlite3_mprintf("%Q", g->bDead ? g->zDead : zName));
   }
   if (rc == SQLITE_OK) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_bytes_resident",
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_bytes_resident",
               sqlite3_mprintf("%lld", (long long)nRes));
   }
   if (rc == SQLITE_OK && g) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_rows_resident",
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_rows_resident",
               sqlite3_mprintf("%lld", (long long)g->nSlot));
     if (rc == SQLITE_OK) {
-      rc = gpu_fact(pCtx, xAdd, "gpu_host_bytes", sqlite3_mprintf("%lld",
+      rc = gpu_fact(pCtx, xGpuFact, "gpu_host_bytes", sqlite3_mprintf("%lld",
                 (long long)(g->nSlot * (size_t)p->pConfig->nDim * 4)));
     }
     if (rc == SQLITE_OK) {
-      rc = gpu_fact(pCtx, xAdd, "gpu_upload_ms",
+      rc = gpu_fact(pCtx, xGpuFact, "gpu_upload_ms",
                 sqlite3_mprintf("%.3f", g->rUploadMs));
     }
   }
   if (rc == SQLITE_OK) {
-    rc = gpu_fact(pCtx, xAdd, "last_device",
+    rc = gpu_fact(pCtx, xGpuFact, "last_device",
               sqlite3_mprintf("%Q", g ? g->zLast : "none"));
   }
   if (rc == SQLITE_OK && g && g->zLast[0] == 'c') {
-    rc = gpu_fact(pCtx, xAdd, "last_cpu_reason",
+    rc = gpu_fact(pCtx, xGpuFact, "last_cpu_reason",
                   sqlite3_mprintf("%Q", g->zWhy));
   }
   if (rc == SQLITE_OK) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_counts", sqlite3_mprintf(
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_counts", sqlite3_mprintf(
         "'gpu=%lld cpu=%lld fallbacks=%lld uncertified=%lld uploads=%lld'",
         g ? g->nGpu : 0LL, g ? g->nCpu : 0LL, g ? g->nFallback : 0LL,
         g ? g->nUncertified : 0LL, g ? g->nUpload : 0LL));
   }
   if (rc == SQLITE_OK) {
-    rc = gpu_fact(pCtx, xAdd, "gpu_fallbacks",
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_fallbacks",
               sqlite3_mprintf("%lld", g ? g->nFallback : 0LL));
   }
   return rc;
