@@ -15,6 +15,7 @@
 static const annex_ann_ops *const g_aKind[] = {
     &annex_hnsw_ops,
     &annex_ivf_ops,
+    &annex_diskann_ops,
 };
 #define ANN_NKIND ((int)(sizeof(g_aKind) / sizeof(g_aKind[0])))
 

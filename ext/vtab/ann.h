@@ -118,6 +118,7 @@ struct annex_ann_ops {
 /* The kinds (each in its own file). */
 extern const annex_ann_ops annex_hnsw_ops;
 extern const annex_ann_ops annex_ivf_ops;
+extern const annex_ann_ops annex_diskann_ops;
 
 /* The kind named zKind, or NULL (ann.c). */
 const annex_ann_ops *annex_ann_find(const char *zKind);
