@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # node/test.sh — annex replicated on dqlite (issue 9): builds annex-node,
 # annex-dq and test_replicated into BUILD_DIR (default build/), then runs
-#   1. test_replicated: three annex-node processes on 127.0.0.1, an
-#      index=hnsw table loaded with sift5k, SIGKILL of the leader, answers
-#      compared through the new leader, a write while the old leader is
-#      down, the old leader restarted and checked through itself;
+#   1. test_replicated, twice: three annex-node processes on 127.0.0.1, an
+#      index=hnsw table loaded with sift5k, SIGKILL (then SIGTERM) of the
+#      leader, answers compared through the new leader, a write while the
+#      old leader is down, the old leader restarted and checked through
+#      itself;
 #   2. a smoke test of annex-dq (the README's commands) on one node.
 #
 #   node/test.sh [BUILD_DIR]
@@ -41,9 +42,12 @@ pid=""
 cleanup() { [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-echo "-- test_replicated (logs in $work)"
+echo "-- test_replicated: the leader SIGKILLed (logs in $work)"
 "$bin/test_replicated" --node "$bin/annex-node" --data "$data/sift5k" \
-    --work "$work/cluster" --queries 50 --k 10
+    --work "$work/kill" --queries 50 --k 10 --stop kill
+echo "-- test_replicated: the leader stopped with SIGTERM"
+"$bin/test_replicated" --node "$bin/annex-node" --data "$data/sift5k" \
+    --work "$work/term" --queries 50 --k 10 --stop term
 
 # annex-dq, as the README shows it, against a single node.
 echo "-- annex-dq smoke test"

@@ -3,13 +3,15 @@
 **
 **   test_replicated --node PATH/annex-node --data DIR/sift5k --work DIR
 **                   [--rows N] [--queries Q] [--k K] [--latency-ms MS]
+**                   [--stop kill|term]
 **
 ** Starts three annex-node processes on 127.0.0.1, creates an annex table
 ** with index=hnsw through the leader, loads the dataset's base vectors,
 ** records k-NN answers (rowids and distances) for Q queries, SIGKILLs the
-** leader, waits for a new one and checks that the same queries return the
-** same rows and distances through it. Then it writes one more row while
-** the old leader is down, restarts that node and checks it caught up.
+** leader (SIGTERM with --stop term), waits for a new one and checks that
+** the same queries return the same rows and distances through it. Then it
+** writes one more row while the old leader is down, restarts that node and
+** checks it caught up.
 **
 ** dqlite serves every statement on the leader (a follower answers "not
 ** leader"), so "caught up" is checked by handing leadership to the
@@ -48,6 +50,7 @@ typedef struct node {
 typedef struct opts {
   const char *zNode, *zData, *zWork;
   int nRows, nQuery, k, latency_ms;
+  int sig; /* how the leader is stopped: SIGKILL (default) or SIGTERM */
 } opts;
 
 typedef struct dataset {
@@ -405,9 +408,11 @@ static int64_t count_rows(dqw_conn *c) {
 /* Phases *****************************************************************/
 
 static char g_zChanges[512];
+static int g_nChanges;
 
 static void leader_change(uint64_t from, uint64_t to, const char *zWhy) {
   size_t n = strlen(g_zChanges);
+  g_nChanges++;
   snprintf(g_zChanges + n, sizeof g_zChanges - n, "%s%llu -> %llu (%s)",
            n ? ", " : "", (unsigned long long)from, (unsigned long long)to,
            zWhy);
@@ -458,14 +463,14 @@ static void create_table(dqw_conn *c, const dataset *d) {
   printf("defensive: DELETE FROM items_rows refused: %s\n", dqw_errmsg(c));
 }
 
-/* SIGKILLs the leader; returns the new leader once it answered a query,
+/* Stops the leader (SIGKILL unless --stop term); returns the new leader once it answered a query,
 ** with the failover time (kill -> first answer) in *pMs. */
 static double g_electedMs = -1; /* kill -> a survivor names a new leader */
 
 static uint64_t failover(uint64_t old, const dataset *d, double *pMs) {
   node *n = node_by_id(old);
   char zErr[512] = "";
-  kill(n->pid, SIGKILL);
+  kill(n->pid, g_o.sig);
   double t0 = now_s();
   int ok;
   node_reap(n, 5, &ok);
@@ -508,7 +513,8 @@ static double rejoin_and_transfer(uint64_t id, uint64_t leader) {
 }
 
 static void parse_opts(int argc, char **argv) {
-  g_o = (opts){.nRows = 0, .nQuery = 50, .k = 10, .latency_ms = 50};
+  g_o = (opts){.nRows = 0, .nQuery = 50, .k = 10, .latency_ms = 50,
+               .sig = SIGKILL};
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *a = argv[i], *v = argv[i + 1];
     if (!strcmp(a, "--node")) g_o.zNode = v;
@@ -518,11 +524,13 @@ static void parse_opts(int argc, char **argv) {
     else if (!strcmp(a, "--queries")) g_o.nQuery = atoi(v);
     else if (!strcmp(a, "--k")) g_o.k = atoi(v);
     else if (!strcmp(a, "--latency-ms")) g_o.latency_ms = atoi(v);
+    else if (!strcmp(a, "--stop")) g_o.sig = strcmp(v, "term") ? SIGKILL : SIGTERM;
     else { fprintf(stderr, "unknown flag %s\n", a); exit(2); }
   }
   if (!g_o.zNode || !g_o.zData || !g_o.zWork || g_o.k < 1 || g_o.nQuery < 1) {
     fprintf(stderr, "usage: test_replicated --node annex-node --data DIR "
-            "--work DIR [--rows N] [--queries Q] [--k K] [--latency-ms MS]\n");
+            "--work DIR [--rows N] [--queries Q] [--k K] [--latency-ms MS] "
+            "[--stop kill|term]\n");
     exit(2);
   }
 }
@@ -579,10 +587,12 @@ static uint64_t phase_failover(const dataset *d, const answers *a0,
   char zErr[512];
   answers a1;
   uint64_t L1 = failover(1, d, pMs);
-  leader_change(1, L1, "SIGKILL of the leader");
-  printf("failover: killed leader 1 (SIGKILL); %.0f ms later a survivor named "
-         "node %llu leader; it answered its first query %.0f ms after the kill "
-         "(election timeout %d ms, --latency-ms %d)\n", g_electedMs,
+  const char *zSig = g_o.sig == SIGKILL ? "SIGKILL" : "SIGTERM";
+  leader_change(1, L1, g_o.sig == SIGKILL ? "SIGKILL of the leader"
+                                          : "SIGTERM of the leader");
+  printf("failover: stopped leader 1 (%s); %.0f ms later a survivor named "
+         "node %llu leader; it answered its first query %.0f ms after the signal "
+         "(election timeout %d ms, --latency-ms %d)\n", zSig, g_electedMs,
          (unsigned long long)L1, *pMs, 15 * g_o.latency_ms, g_o.latency_ms);
   dqw_conn *c = open_on(L1, zErr, sizeof zErr);
   if (!c || knn_all(c, d->aQuery, d->dim, g_o.nQuery, &a1, zErr, sizeof zErr))
@@ -666,9 +676,10 @@ int main(int argc, char **argv) {
   phase_catch_up(&d, L1, &aW);
   printf("leader changes: %s\n", g_zChanges);
   if (stop_all()) die("a node did not stop cleanly");
-  printf("replicated: PASS — 3 nodes, 2 leader changes, %d queries compared "
+  printf("replicated: PASS — %d nodes, %d leader changes, %d queries compared "
          "after failover + %d after catch-up, catch-up verified through the "
-         "restarted node, failover %.0f ms, total %.1f s\n", g_o.nQuery,
+         "restarted node, failover %.0f ms, total %.1f s\n", N_NODES,
+         g_nChanges, g_o.nQuery,
          g_o.nQuery + 1, failMs, now_s() - t0);
   answers_free(&a0);
   answers_free(&aW);
