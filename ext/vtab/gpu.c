@@ -115,6 +115,10 @@ typedef struct annex_gpu {
   sqlite3_int64 nUncertified;/* queries the CPU scan redid */
   sqlite3_int64 nUpload;     /* uploads */
   int bFault;                /* this call met a device failure */
+  double rCallMs;            /* last GPU call: host wall, whole call */
+  double rKnnMs;             /* ... in xKnn (host wall) */
+  double rDeviceMs;          /* ... device time of its xKnn (events) */
+  double rCertifyMs;         /* ... re-scoring on the CPU */
 } annex_gpu;
 
 static int gpu_gInject;
@@ -469,7 +473,9 @@ static void gpu_certify_all(annex_table *p, annex_gpu *g, const float *aQ,
                             annex_hit *aOut, sqlite3_int64 *anOut,
                             unsigned char *abCert) {
   size_t nDim = (size_t)p->pConfig->nDim;
-  int nThread = n >= 256 ? annex_build_threads() : 1;
+  const char *zEnv = getenv("ANNEX_GPU_RESCORE_THREADS"); /* experiments */
+  int nThread = zEnv ? atoi(zEnv) : n >= 256 ? annex_build_threads() : 1;
+  if (nThread < 1) nThread = 1;
   if (nThread > GPU_MAX_THREADS) nThread = GPU_MAX_THREADS;
 #ifdef ANNEX_HAVE_OPENMP
 #pragma omp parallel for num_threads(nThread) schedule(static)
@@ -499,6 +505,8 @@ static int gpu_device_pass(annex_table *p, annex_gpu *g, const float *aQuery,
   size_t nDim = (size_t)p->pConfig->nDim;
   size_t nGroup = nQ < GPU_QUERY_GROUP ? nQ : GPU_QUERY_GROUP;
   gpu_knn_scratch s;
+  annex_cuda_stats st;
+  double t0;
   float *aGather = NULL;
   int rc = gpu_scratch_alloc(&s, nGroup, nCand);
   if (rc == SQLITE_OK && aIdx) {
@@ -517,14 +525,21 @@ static int gpu_device_pass(annex_table *p, annex_gpu *g, const float *aQuery,
       aQ = aGather;
     }
     gpu_apply_injection(g);
+    t0 = gpu_now_ms();
     e = (size_t)gpu_gApi->xKnn(g->ctx, aQ, n, k, nCand, flags, aAllowed, s.aHit,
                             s.anHit, s.aFloor);
     if (e != ANNEX_CUDA_OK) {
       rc = gpu_device_failed(g, (int)e, "k-NN");
       break;
     }
+    g->rKnnMs += gpu_now_ms() - t0;
+    if (gpu_gApi->xStats(g->ctx, &st) == ANNEX_CUDA_OK) {
+      g->rDeviceMs += st.rLastMs;
+    }
+    t0 = gpu_now_ms();
     gpu_certify_all(p, g, aQ, aIdx ? aIdx + i0 : NULL, i0, n, k, nCand, &s,
                     aOut, anOut, abCert);
+    g->rCertifyMs += gpu_now_ms() - t0;
   }
   sqlite3_free(aGather);
   gpu_scratch_free(&s);
@@ -566,6 +581,8 @@ static int gpu_run_queries(annex_table *p, annex_gpu *g, const float *aQuery,
   size_t *aIdx = NULL, nLeft = 0;
   unsigned char *abCert = sqlite3_malloc64(nQ);
   int rc = abCert ? SQLITE_OK : SQLITE_NOMEM;
+  double t0 = gpu_now_ms();
+  g->rKnnMs = g->rDeviceMs = g->rCertifyMs = 0;
   if (nCand > nMax) nCand = nMax;
   if (rc == SQLITE_OK) {
     memset(abCert, 0, nQ);
@@ -590,6 +607,7 @@ static int gpu_run_queries(annex_table *p, annex_gpu *g, const float *aQuery,
   }
   sqlite3_free(aIdx);
   sqlite3_free(abCert);
+  g->rCallMs = gpu_now_ms() - t0;
   return rc;
 }
 
@@ -783,8 +801,9 @@ static const char *plugin_status(void) {
 }
 
 /* One fact: xGpuFact(pCtx, zKey, SQL literal of the value). */
-static int gpu_fact(void *pCtx, int (*xGpuFact)(void *, const char *, const char *),
-                const char *zKey, char *zSql) {
+static int gpu_fact(void *pCtx,
+                    int (*xGpuFact)(void *, const char *, const char *),
+                    const char *zKey, char *zSql) {
   int rc = zSql ? xGpuFact(pCtx, zKey, zSql) : SQLITE_NOMEM;
   sqlite3_free(zSql);
   return rc;
@@ -840,6 +859,11 @@ int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
         "'gpu=%lld cpu=%lld fallbacks=%lld uncertified=%lld uploads=%lld'",
         g ? g->nGpu : 0LL, g ? g->nCpu : 0LL, g ? g->nFallback : 0LL,
         g ? g->nUncertified : 0LL, g ? g->nUpload : 0LL));
+  }
+  if (rc == SQLITE_OK && g) {
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_last_ms", sqlite3_mprintf(
+        "'call=%.3f knn=%.3f device=%.3f certify=%.3f'", g->rCallMs,
+        g->rKnnMs, g->rDeviceMs, g->rCertifyMs));
   }
   if (rc == SQLITE_OK) {
     rc = gpu_fact(pCtx, xGpuFact, "gpu_fallbacks",
