@@ -7,11 +7,12 @@
 ** member list (CLUSTER), sends ADD (id, address) when it is missing, then
 ** ASSIGN voter when it is not one yet. A node restarted with --join finds
 ** itself already a voter and changes nothing. Leader changes during the
-** join are retried until the deadline.
+** join are retried until the deadline, or until a stop signal is pending.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "join.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -68,6 +69,14 @@ static int join_once(const char *const *azPeer, int nPeer, uint64_t id,
   return rc;
 }
 
+/* Whether SIGTERM or SIGINT is pending (annex-node blocks both and takes
+** them with sigwait once it is ready). */
+static int stop_pending(void) {
+  sigset_t set;
+  return sigpending(&set) == 0 &&
+         (sigismember(&set, SIGTERM) == 1 || sigismember(&set, SIGINT) == 1);
+}
+
 int annex_node_join(const char *const *azPeer, int nPeer, uint64_t id,
                     const char *zAddr, double timeout_s, char *zErr,
                     size_t nErr) {
@@ -75,6 +84,10 @@ int annex_node_join(const char *const *azPeer, int nPeer, uint64_t id,
   for (;;) {
     if (join_once(azPeer, nPeer, id, zAddr, zErr, nErr) == 0) return 0;
     if (now_s() > tEnd) return -1;
+    if (stop_pending()) {
+      snprintf(zErr, nErr, "stopped by a signal while joining");
+      return -1;
+    }
     sleep_ms(200);
   }
 }
