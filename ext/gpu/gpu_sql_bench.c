@@ -249,10 +249,9 @@ static void section_single(sqlite3 *db, const float *aQ, int n, int d,
 static void section_batch(sqlite3 *db, const float *aQ, int d,
                           const char *zThreads) {
   static const int aN[] = {100, 1000, 10000};
-  if (zThreads) setenv("ANNEX_GPU_RESCORE_THREADS", zThreads, 1);
-  else unsetenv("ANNEX_GPU_RESCORE_THREADS");
+  setenv("ANNEX_GPU_RESCORE_THREADS", zThreads, 1);
   say("\n## Batch: annex_knn('v', Q queries, 10), every row read; CPU "
-      "re-score on %s thread(s)\n\n", zThreads ? zThreads : "every core's");
+      "re-score on %s thread(s)\n\n", zThreads);
   say("| Q | wall ms (best of 3) | QPS | rows | inside annex_gpu_batch "
       "(annex_info gpu_last_ms) |\n|---|---|---|---|---|\n");
   for (int i = 0; i < 3; i++) {
@@ -322,8 +321,13 @@ int main(int argc, char **argv) {
   section_single(db, aQ, n, d, nRep);
   say("\nannex_info: gpu_plugin = %s; gpu_device = %s\n",
       info(db, "v", "gpu_plugin"), info(db, "v", "gpu_device"));
-  section_batch(db, aQ, d, "1");
-  section_batch(db, aQ, d, NULL);
+  {
+    char zCore[16];
+    snprintf(zCore, sizeof(zCore), "%d", (int)sysconf(_SC_NPROCESSORS_ONLN));
+    section_batch(db, aQ, d, "1");
+    section_batch(db, aQ, d, zCore); /* the default: annex_build_threads() */
+    unsetenv("ANNEX_GPU_RESCORE_THREADS");
+  }
   section_threshold(db, aQ, d);
   say("\n%s\n", g_bad ? "FAILED: see above" : "ok: every GPU answer equal to "
                                                "the CPU's");
