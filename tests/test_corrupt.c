@@ -98,7 +98,8 @@ static const op g_aOp[] = {
     {"SELECT count(*) FROM t WHERE cat = 'news'", 0, 0, 0, 0},
     {"SELECT key, value FROM annex_info('t') WHERE key NOT IN "
      "('threads', 'simd', 'version') AND key NOT LIKE 'memory%' AND "
-     "key NOT LIKE 'bytes%'", 0, 0, 0, 0},
+     "key NOT LIKE 'bytes%' AND key NOT LIKE 'gpu%' AND "
+     "key NOT LIKE 'last%'", 0, 0, 0, 0},
     {IC, 0, 0, 1, 0},
     {"INSERT INTO t(emb, cat, year, score, body) "
      "VALUES('[1,2,3,4]', 'tech', 2005, 1.5, 'new')", 0, 1, 0, 0},
