@@ -953,6 +953,13 @@ char *fault_setup_sql(const char *zPragma) {
          "index=hnsw(m=4, ef_construction=16), chunk_size=8);\n"
          "INSERT INTO h(rowid, emb, cat) SELECT rowid, emb, cat FROM t;\n"
          "DELETE FROM h WHERE rowid IN (2, 9);\n");
+  /* And with a DiskANN graph (tiny r and PQ so lists fill and prune). */
+  sqlite3_str_appendall(
+      s, "CREATE VIRTUAL TABLE g USING annex(emb float[8], cat text, "
+         "index=diskann(r=4, l_build=8, pq_bytes=2, cache_mb=1), "
+         "chunk_size=8);\n"
+         "INSERT INTO g(rowid, emb, cat) SELECT rowid, emb, cat FROM t;\n"
+         "DELETE FROM g WHERE rowid IN (2, 9);\n");
   for (unsigned i = 100; i < 120; i++) {
     sqlite3_str_appendall(s, "INSERT INTO src VALUES(annex_vector(");
     append_vec(s, i);
@@ -972,6 +979,7 @@ char *fault_setup_sql(const char *zPragma) {
 #define WARM_CONNECT "SELECT count(*) FROM t WHERE rowid = 1"
 #define WARM_SCHEMA "SELECT count(*) FROM sqlite_schema"
 #define WARM_HNSW "SELECT count(*) FROM h WHERE rowid = 1"
+#define WARM_DISKANN "SELECT count(*) FROM g WHERE rowid = 1"
 
 static const fault_op g_aOp[] = {
     {"CREATE", WARM_SCHEMA,
@@ -1070,6 +1078,34 @@ static const fault_op g_aOp[] = {
      "SELECT rowid, distance FROM h WHERE emb MATCH " Q " AND k = 3", 0,
      "COMMIT"},
     {"hnsw DROP", WARM_SCHEMA, "DROP TABLE h", 0, NULL},
+    /* index=diskann: small writes link one by one, big ones rebuild */
+    {"diskann INSERT", WARM_DISKANN,
+     "INSERT INTO g(rowid, emb, cat) VALUES(41, " Q ", 'news')", 0, NULL},
+    {"diskann INSERT SELECT", WARM_DISKANN,
+     "INSERT INTO g(emb, cat) SELECT v, cat FROM src", 0, NULL},
+    {"diskann UPDATE vector", WARM_DISKANN,
+     "UPDATE g SET emb = '" Q2 "' WHERE rowid IN (3, 17, 40)", 0, NULL},
+    {"diskann DELETE", WARM_DISKANN,
+     "DELETE FROM g WHERE rowid <= 8 OR rowid IN (20, 33)", 0, NULL},
+    {"diskann k-NN query", WARM_DISKANN,
+     "SELECT rowid, distance, cat FROM g WHERE emb MATCH " Q " AND k = 5 "
+     "AND search_list = 8;"
+     "SELECT rowid, distance FROM g WHERE emb MATCH " Q " AND k = 3 "
+     "AND cat IN ('news', 'tech') AND rowid > 4", 0, NULL},
+    {"diskann reopen", WARM_DISKANN,
+     "SELECT rowid, distance FROM g WHERE emb MATCH " Q " AND k = 4", 1,
+     NULL},
+    {"diskann rebuild", WARM_DISKANN, "INSERT INTO g(g) VALUES('rebuild')", 0,
+     NULL},
+    {"diskann optimize", WARM_DISKANN, "INSERT INTO g(g) VALUES('optimize')",
+     0, NULL},
+    {"diskann txn INSERT", WARM_DISKANN,
+     "BEGIN; INSERT INTO g(rowid, emb, cat) VALUES(41, " Q ", 'news'); "
+     "SELECT rowid, distance FROM g WHERE emb MATCH " Q " AND k = 3", 0,
+     "COMMIT"},
+    {"diskann integrity-check", WARM_DISKANN,
+     "INSERT INTO g(g) VALUES('integrity-check')", 0, NULL},
+    {"diskann DROP", WARM_SCHEMA, "DROP TABLE g", 0, NULL},
 };
 
 const fault_op *fault_ops(int *pn) {

@@ -43,7 +43,7 @@
 #include "fault.h"
 #include "sqltest.h"
 
-#define MAX_OPS 32
+#define MAX_OPS 64
 #define N_JMODE 3
 #define N_KIND 10
 

@@ -45,7 +45,7 @@
 #include "fault.h"
 #include "sqltest.h"
 
-#define MAX_OPS 32
+#define MAX_OPS 64
 
 static fault_env g_env;
 static fault_stats g_aStats[MAX_OPS][2];

@@ -911,8 +911,9 @@ static void diskann_rollback_to(annex_ann *a, int iSavepoint) {
 
 static int diskann_progress(void *pCtx, size_t nDone, size_t nTotal) {
   diskann_ann *d = (diskann_ann *)pCtx;
+  /* one phase over 3n steps: the graph's two passes, then the writes */
   annex_progress_set(d->base.pTab, "diskann build", (sqlite3_int64)nDone,
-                     (sqlite3_int64)nTotal);
+                     (sqlite3_int64)nTotal / 2 * 3);
   return 0;
 }
 
@@ -980,7 +981,7 @@ static int diskann_train(diskann_ann *d, const uint32_t *aId,
   kp.nIter = 12;
   kp.seed = d->prm.seed;
   kp.nThread = annex_build_threads();
-  annex_progress_set(d->base.pTab, "diskann train", 0, (sqlite3_int64)n);
+  annex_progress_set(d->base.pTab, "diskann build", 0, 3 * (sqlite3_int64)n);
   if (rc == SQLITE_OK) rc = diskann_kmeans_rc(annex_pq_train(&d->pq, aS, nS, &kp));
   sqlite3_free(aS);
   if (rc == SQLITE_OK && n > 0) rc = diskann_grow(d, (sqlite3_int64)aId[n - 1] + 1);
@@ -1026,11 +1027,14 @@ static int diskann_build_all(diskann_ann *d) {
     uint32_t aNbr[ANNEX_VAMANA_MAX_R];
     for (int j = 0; j < nNbr; j++) aNbr[j] = aId[a[j]];
     rc = diskann_io_put(d, aId[i], aVec + d->prm.nDim * i, aNbr, nNbr);
-    if (rc == SQLITE_OK) rc = diskann_mark_node(d, aId[i], 1);
-    if (rc == SQLITE_OK) diskann_encode(d, aId[i], aVec + d->prm.nDim * i);
+    if (rc == SQLITE_OK) rc = diskann_mark_node(d, aId[i], 1); /* coded */
     if (rc == SQLITE_OK && (i & 4095) == 0) {
-      annex_progress_set(p, "diskann write", (sqlite3_int64)i, (sqlite3_int64)n);
+      annex_progress_set(p, "diskann build", 2 * (sqlite3_int64)n + (sqlite3_int64)i,
+                         3 * (sqlite3_int64)n);
     }
+  }
+  if (rc == SQLITE_OK) {
+    annex_progress_set(p, "diskann build", 3 * (sqlite3_int64)n, 3 * (sqlite3_int64)n);
   }
   if (rc == SQLITE_OK) d->iEntry = aId[annex_vamana_entry(g)];
   annex_vamana_free(g);
