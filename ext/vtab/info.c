@@ -159,6 +159,24 @@ static int add_sizes(info_cursor *c, sqlite3 *db, const char *zDb,
   return SQLITE_OK;
 }
 
+/* Connect the table on this connection if it is not yet (preparing a
+** statement on it does), so its in-memory facts are there from the start. */
+static int connect_table(sqlite3 *db, annex_conn *pConn, const char *zDb,
+                         const char *zTab) {
+  sqlite3_stmt *s = NULL;
+  char *zSql;
+  int rc;
+  if (annex_find_open(pConn, zDb, zTab)) return SQLITE_OK;
+  zSql = sqlite3_mprintf("SELECT rowid FROM \"%w\".\"%w\" LIMIT 0", zDb,
+                         zTab);
+  if (zSql == NULL) return SQLITE_NOMEM;
+  rc = sqlite3_prepare_v2(db, zSql, -1, &s, 0);
+  sqlite3_free(zSql);
+  sqlite3_finalize(s);
+  /* a table that does not connect (corrupt, say) shows no memory facts */
+  return rc == SQLITE_NOMEM ? rc : SQLITE_OK;
+}
+
 static int add_memory(info_cursor *c, sqlite3 *db, annex_conn *pConn,
                       const char *zDb, const char *zTab) {
   annex_table *p = annex_find_open(pConn, zDb, zTab);
@@ -260,6 +278,7 @@ static int info_collect(info_vtab *v, info_cursor *c, const char *zArg) {
         zDb, zTab, zDb, zTab));
   }
   if (rc == SQLITE_OK) rc = add_sizes(c, db, zDb, zTab);
+  if (rc == SQLITE_OK) rc = connect_table(db, v->pConn, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_memory(c, db, v->pConn, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_index(c, db, v->pConn, zDb, zTab);
   if (rc == SQLITE_OK) rc = add_gpu(c, db, v->pConn, zDb, zTab);
