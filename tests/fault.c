@@ -960,6 +960,24 @@ char *fault_setup_sql(const char *zPragma) {
          "chunk_size=8);\n"
          "INSERT INTO g(rowid, emb, cat) SELECT rowid, emb, cat FROM t;\n"
          "DELETE FROM g WHERE rowid IN (2, 9);\n");
+  /* And with an IVF index: nlist=2 trains at 78 live rows, here at the
+  ** commit of the insert that reaches them (pq, so k-means runs for the
+  ** lists and the codebooks); w stays one row short of training. */
+  sqlite3_str_appendall(
+      s, "CREATE VIRTUAL TABLE v USING annex(emb float[8], cat text, "
+         "index=ivf(nlist=2, quantizer=pq, m=2, nprobe=1), chunk_size=8);\n"
+         "INSERT INTO v(rowid, emb, cat) SELECT rowid, emb, cat FROM t;\n");
+  for (unsigned i = 301; i <= 350; i++) {
+    sqlite3_str_appendf(s, "INSERT INTO v(rowid, emb, cat) VALUES(%u, ", i);
+    append_vec(s, i);
+    sqlite3_str_appendf(s, ", %Q);\n", azCat[i % 5]);
+  }
+  sqlite3_str_appendall(
+      s, "DELETE FROM v WHERE rowid IN (2, 9);\n"
+         "CREATE VIRTUAL TABLE w USING annex(emb float[8], cat text, "
+         "index=ivf(nlist=2), chunk_size=8);\n"
+         "INSERT INTO w(rowid, emb, cat) SELECT rowid, emb, cat FROM v "
+         "ORDER BY rowid LIMIT 77;\n");
   for (unsigned i = 100; i < 120; i++) {
     sqlite3_str_appendall(s, "INSERT INTO src VALUES(annex_vector(");
     append_vec(s, i);
@@ -980,6 +998,7 @@ char *fault_setup_sql(const char *zPragma) {
 #define WARM_SCHEMA "SELECT count(*) FROM sqlite_schema"
 #define WARM_HNSW "SELECT count(*) FROM h WHERE rowid = 1"
 #define WARM_DISKANN "SELECT count(*) FROM g WHERE rowid = 1"
+#define WARM_IVF "SELECT count(*) FROM v WHERE rowid = 1"
 
 static const fault_op g_aOp[] = {
     {"CREATE", WARM_SCHEMA,
@@ -1106,6 +1125,39 @@ static const fault_op g_aOp[] = {
     {"diskann integrity-check", WARM_DISKANN,
      "INSERT INTO g(g) VALUES('integrity-check')", 0, NULL},
     {"diskann DROP", WARM_SCHEMA, "DROP TABLE g", 0, NULL},
+    /* index=ivf: trained lists (pq), writes append to them */
+    {"ivf INSERT", WARM_IVF,
+     "INSERT INTO v(rowid, emb, cat) VALUES(41, " Q ", 'news')", 0, NULL},
+    {"ivf INSERT SELECT", WARM_IVF,
+     "INSERT INTO v(emb, cat) SELECT v, cat FROM src", 0, NULL},
+    {"ivf UPDATE vector", WARM_IVF,
+     "UPDATE v SET emb = '" Q2 "' WHERE rowid IN (3, 17, 40)", 0, NULL},
+    {"ivf DELETE", WARM_IVF,
+     "DELETE FROM v WHERE rowid <= 8 OR rowid IN (20, 33, 310)", 0, NULL},
+    {"ivf k-NN query", WARM_IVF,
+     "SELECT rowid, distance, cat FROM v WHERE emb MATCH " Q " AND k = 5;"
+     "SELECT rowid, distance FROM v WHERE emb MATCH " Q " AND k = 4 "
+     "AND nprobe = 2", 0, NULL},
+    {"ivf filtered query", WARM_IVF,
+     "SELECT rowid, distance FROM v WHERE emb MATCH " Q " AND k = 3 "
+     "AND cat IN ('news', 'tech') AND rowid > 4;"
+     "SELECT rowid, distance FROM v WHERE emb MATCH " Q " AND k = 2 "
+     "AND nprobe = 2 AND rowid IN (1, 3, 5, 7, 11, 301, 302)", 0, NULL},
+    {"ivf reopen", WARM_IVF,
+     "SELECT rowid, distance FROM v WHERE emb MATCH " Q " AND k = 4", 1,
+     NULL},
+    {"ivf train", WARM_IVF, "INSERT INTO v(v) VALUES('train')", 0, NULL},
+    {"ivf optimize", WARM_IVF, "INSERT INTO v(v) VALUES('optimize')", 0,
+     NULL},
+    {"ivf txn INSERT", WARM_IVF,
+     "BEGIN; INSERT INTO v(emb, cat) SELECT v, cat FROM src; "
+     "SELECT rowid, distance FROM v WHERE emb MATCH " Q " AND k = 3", 0,
+     "COMMIT"},
+    {"ivf auto-train", "SELECT count(*) FROM w WHERE rowid = 1",
+     "INSERT INTO w(rowid, emb, cat) VALUES(500, " Q ", 'news')", 0, NULL},
+    {"ivf integrity-check", WARM_IVF,
+     "INSERT INTO v(v) VALUES('integrity-check')", 0, NULL},
+    {"ivf DROP", WARM_SCHEMA, "DROP TABLE v", 0, NULL},
 };
 
 const fault_op *fault_ops(int *pn) {

@@ -715,10 +715,9 @@ static int ivf_add(ivf_ann *h, sqlite3_int64 iSlot, const void *pVec) {
 /* Buffers sized for the trained model. */
 static int ivf_write_buffers(ivf_ann *h) {
   size_t d = (size_t)h->base.pTab->pConfig->nDim;
-  if (h->aScratch == NULL) {
-    h->aScratch = sqlite3_malloc64(3 * d * sizeof(float));
-    h->aEntry = sqlite3_malloc64(8 + d * sizeof(float));
-  }
+  /* each on its own: after a failed allocation the other one is kept */
+  if (h->aScratch == NULL) h->aScratch = sqlite3_malloc64(3 * d * sizeof(float));
+  if (h->aEntry == NULL) h->aEntry = sqlite3_malloc64(8 + d * sizeof(float));
   return h->aScratch && h->aEntry ? SQLITE_OK : SQLITE_NOMEM;
 }
 
