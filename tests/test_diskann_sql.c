@@ -441,6 +441,114 @@ static void test_cosine(void **state) {
   free_set(&d);
 }
 
+/* The node records are the only copy of the vectors (T_chunks has no
+** vector region): every way of reading a vector returns what was written,
+** inside a transaction, after ROLLBACK TO, UPDATE, delete, 'optimize',
+** 'rebuild' and reopen; exact scans and annex_knn agree with brute force. */
+static void check_vectors(sqlite3 *db, const float *aVec, const int *aLive,
+                          int n) {
+  sqlite3_stmt *s = st_prepare(db, "SELECT rowid, v FROM t ORDER BY rowid");
+  int i = 0, nRow = 0;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    sqlite3_int64 r = sqlite3_column_int64(s, 0);
+    while (i < n && !aLive[i]) i++;
+    assert_true(i < n && r == i + 1);
+    assert_int_equal(sqlite3_column_bytes(s, 1), 8 * 4);
+    assert_memory_equal(sqlite3_column_blob(s, 1), aVec + 8 * i, 8 * 4);
+    i++;
+    nRow++;
+  }
+  sqlite3_finalize(s);
+  for (; i < n; i++) assert_false(aLive[i]);
+  /* exact scan (no k): the nearest row to row 5's vector is itself, and
+  ** annex_knn (batch) agrees */
+  for (int j = 0; j < n; j++) {
+    if (!aLive[j]) continue;
+    s = st_prepare(db, "SELECT rowid, distance FROM t WHERE v MATCH ?1 "
+                       "ORDER BY distance LIMIT 1");
+    sqlite3_bind_blob(s, 1, aVec + 8 * j, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_true(sqlite3_column_double(s, 1) == 0.0);
+    sqlite3_finalize(s);
+    s = st_prepare(db, "SELECT rowid, distance FROM annex_knn('t', ?1, 1)");
+    sqlite3_bind_blob(s, 1, aVec + 8 * j, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_true(sqlite3_column_double(s, 1) == 0.0);
+    sqlite3_finalize(s);
+    break;
+  }
+  (void)nRow;
+}
+
+static void test_vectors_in_index(void **state) {
+  enum { N = 600 };
+  static float aVec[N * 8];
+  static int aLive[N];
+  char *zDir = st_tempdir(), zPath[512];
+  sqlite3 *db;
+  sqlite3_stmt *s;
+  (void)state;
+  for (int i = 0; i < N * 8; i++) aVec[i] = (float)((i * 7919 + 13) % 1009) / 64.0f;
+  snprintf(zPath, sizeof(zPath), "%s/v.db", zDir);
+  db = st_open(zPath);
+  st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[8], "
+              "index=diskann(r=8, l_build=16, pq_bytes=4), chunk_size=64)");
+  /* no vector region: valid bits + rowids only */
+  s = st_prepare(db, "INSERT INTO t(rowid, v) VALUES(?, ?)");
+  st_exec(db, "BEGIN");
+  for (int i = 0; i < 400; i++) {
+    sqlite3_bind_int64(s, 1, i + 1);
+    sqlite3_bind_blob(s, 2, aVec + 8 * i, 32, SQLITE_STATIC);
+    assert_int_equal(st_run(s), SQLITE_DONE);
+    aLive[i] = 1;
+  }
+  check_vectors(db, aVec, aLive, N); /* pending, not linked yet */
+  st_exec(db, "COMMIT");
+  assert_int_equal(st_int(db, "SELECT max(length(data)) FROM t_chunks"),
+                   64 / 8 + 8 * 64);
+  check_vectors(db, aVec, aLive, N);
+  /* a savepoint: keep [400, 450), lose [450, 500) */
+  st_exec(db, "BEGIN");
+  for (int i = 400; i < 500; i++) {
+    if (i == 450) st_exec(db, "SAVEPOINT x");
+    sqlite3_bind_int64(s, 1, i + 1);
+    sqlite3_bind_blob(s, 2, aVec + 8 * i, 32, SQLITE_STATIC);
+    assert_int_equal(st_run(s), SQLITE_DONE);
+  }
+  st_exec(db, "ROLLBACK TO x");
+  for (int i = 400; i < 450; i++) aLive[i] = 1;
+  check_vectors(db, aVec, aLive, N);
+  st_exec(db, "COMMIT");
+  check_vectors(db, aVec, aLive, N);
+  sqlite3_finalize(s);
+  /* UPDATE a vector, delete some; a rolled-back UPDATE leaves no trace */
+  s = st_prepare(db, "UPDATE t SET v = ?1 WHERE rowid = 7");
+  sqlite3_bind_blob(s, 1, aVec + 8 * 599, 32, SQLITE_STATIC);
+  st_exec(db, "BEGIN");
+  assert_int_equal(st_run(s), SQLITE_DONE);
+  st_exec(db, "ROLLBACK");
+  check_vectors(db, aVec, aLive, N);
+  assert_int_equal(st_run(s), SQLITE_DONE);
+  sqlite3_finalize(s);
+  memcpy(aVec + 8 * 6, aVec + 8 * 599, 32);
+  st_exec(db, "DELETE FROM t WHERE rowid %% 5 = 0");
+  for (int i = 0; i < N; i++) if ((i + 1) % 5 == 0) aLive[i] = 0;
+  check_vectors(db, aVec, aLive, N);
+  st_integrity_ok(db, "t");
+  st_exec(db, "INSERT INTO t(t) VALUES('optimize')");
+  check_vectors(db, aVec, aLive, N);
+  st_exec(db, "INSERT INTO t(t) VALUES('rebuild')");
+  check_vectors(db, aVec, aLive, N);
+  st_integrity_ok(db, "t");
+  st_close(db);
+  db = st_open(zPath);
+  check_vectors(db, aVec, aLive, N);
+  st_integrity_ok(db, "t");
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+}
+
 /* Errors and small cases: knob values, empty table, fewer rows than k. */
 static void test_edges(void **state) {
   sqlite3 *db = st_open(NULL);
@@ -556,6 +664,7 @@ static void test_progress(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_edges),
+      cmocka_unit_test(test_vectors_in_index),
       cmocka_unit_test(test_progress),
       cmocka_unit_test(test_recall_sift5k),
       cmocka_unit_test(test_cosine),

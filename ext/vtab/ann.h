@@ -113,6 +113,12 @@ struct annex_ann_ops {
   int (*xSetRowid)(annex_ann *a, sqlite3_int64 iSlot, sqlite3_int64 iRowid);
   /* Turn xSearch's hits from slots into rowids, in place. */
   int (*xRowids)(annex_ann *a, annex_hit *aHit, sqlite3_int64 nHit);
+  /* Optional (NULL: T_chunks holds the vectors). When set, the index keeps
+  ** the table's only copy of the vectors and T_chunks has no vector region
+  ** (storage.c): read the vectors of slots iSlot..iSlot+n-1 into out
+  ** (szVec each), as this transaction sees them; slots without a vector
+  ** read as zeros. */
+  int (*xReadVectors)(annex_ann *a, sqlite3_int64 iSlot, int n, void *out);
 };
 
 /* The kinds (each in its own file). */

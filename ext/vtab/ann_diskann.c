@@ -127,7 +127,7 @@ typedef struct diskann_ann {
   uint32_t *aDeadNbr;        /* r + 1 per dead id: count, then list */
   unsigned char *aDeadBits;  /* bit per slot < nCap: dead node */
   size_t nDead;
-  sqlite3_stmt *pGet, *pPut, *pDel, *pBlk; /* statements (owned) */
+  sqlite3_stmt *pGet, *pPut, *pDel, *pBlk, *pRange; /* statements (owned) */
 } diskann_ann;
 
 static int diskann_rc(int rc) {
@@ -269,7 +269,8 @@ static void diskann_finalize(diskann_ann *d) {
   sqlite3_finalize(d->pPut);
   sqlite3_finalize(d->pDel);
   sqlite3_finalize(d->pBlk);
-  d->pGet = d->pPut = d->pDel = d->pBlk = NULL;
+  sqlite3_finalize(d->pRange);
+  d->pGet = d->pPut = d->pDel = d->pBlk = d->pRange = NULL;
 }
 
 static int diskann_rename(annex_table *p, const char *zNew) {
@@ -858,6 +859,56 @@ static int diskann_rowids(annex_ann *a, annex_hit *aHit, sqlite3_int64 nHit) {
   return SQLITE_OK;
 }
 
+/* The table's vectors (T_chunks has none: see storage.c). Records hold
+** live rows' and tombstones' vectors; this transaction's rows not linked
+** yet come from the pending buffer, the last write of a slot winning. */
+static int diskann_read_vectors(annex_ann *a, sqlite3_int64 iSlot, int n,
+                                void *out) {
+  diskann_ann *d = (diskann_ann *)a;
+  size_t nVec = 4 * d->prm.nDim;
+  unsigned char *o = (unsigned char *)out;
+  int rc;
+  memset(out, 0, nVec * (size_t)n);
+  if (n == 1) {
+    rc = diskann_stmt(d, &d->pGet, "SELECT node FROM \"%w\".\"%w_diskann\" "
+                      "WHERE id = ?");
+  } else {
+    rc = diskann_stmt(d, &d->pRange, "SELECT id, node FROM \"%w\".\"%w_"
+                      "diskann\" WHERE id >= ?1 AND id < ?2");
+  }
+  if (rc == SQLITE_OK && n == 1) {
+    sqlite3_bind_int64(d->pGet, 1, iSlot);
+    if (sqlite3_step(d->pGet) == SQLITE_ROW) {
+      if ((size_t)sqlite3_column_bytes(d->pGet, 0) < 4 + nVec) rc = SQLITE_CORRUPT_VTAB;
+      else memcpy(o, (const unsigned char *)sqlite3_column_blob(d->pGet, 0) + 4, nVec);
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_reset(d->pGet);
+    else sqlite3_reset(d->pGet);
+  } else if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(d->pRange, 1, iSlot);
+    sqlite3_bind_int64(d->pRange, 2, iSlot + n);
+    while (rc == SQLITE_OK && sqlite3_step(d->pRange) == SQLITE_ROW) {
+      sqlite3_int64 id = sqlite3_column_int64(d->pRange, 0);
+      if (id < iSlot || id >= iSlot + n ||
+          (size_t)sqlite3_column_bytes(d->pRange, 1) < 4 + nVec) {
+        rc = SQLITE_CORRUPT_VTAB;
+      } else {
+        memcpy(o + nVec * (size_t)(id - iSlot),
+               (const unsigned char *)sqlite3_column_blob(d->pRange, 1) + 4, nVec);
+      }
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_reset(d->pRange);
+    else sqlite3_reset(d->pRange);
+  }
+  for (int i = 0; i < d->nPend && rc == SQLITE_OK; i++) {
+    sqlite3_int64 id = d->aPend[i];
+    if (id >= iSlot && id < iSlot + n) {
+      memcpy(o + nVec * (size_t)(id - iSlot), d->aPendVec + nVec * (size_t)i, nVec);
+    }
+  }
+  return rc;
+}
+
 /* Transactions **************************************************************/
 
 static void diskann_end_txn(diskann_ann *d) {
@@ -1002,12 +1053,15 @@ static int diskann_build_all(diskann_ann *d) {
   size_t n = 0;
   int rc;
   d->bTxnGraph = 1;
-  rc = diskann_exec(p, "DELETE FROM \"%w\".\"%w_diskann\";DELETE FROM "
-                    "\"%w\".\"%w_diskann_pq\"", p->zDb, p->zName, p->zDb,
-                    p->zName);
+  /* the vectors first: T_diskann (and this transaction's rows) hold them */
+  rc = diskann_read_live(d, &aId, &aVec, &n);
+  if (rc == SQLITE_OK) {
+    rc = diskann_exec(p, "DELETE FROM \"%w\".\"%w_diskann\";DELETE FROM "
+                      "\"%w\".\"%w_diskann_pq\"", p->zDb, p->zName,
+                      p->zDb, p->zName);
+  }
   diskann_drop(d);
   d->bLoaded = 1; /* empty, and filled below */
-  if (rc == SQLITE_OK) rc = diskann_read_live(d, &aId, &aVec, &n);
   if (rc == SQLITE_OK && n == 0) {
     rc = diskann_flush(d); /* entry -1, untrained */
     if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "diskann_trained", 0);
@@ -1625,4 +1679,5 @@ const annex_ann_ops annex_diskann_ops = {
     /* xIntegrity    */ diskann_integrity,
     /* xSetRowid     */ diskann_set_rowid,
     /* xRowids       */ diskann_rowids,
+    /* xReadVectors  */ diskann_read_vectors,
 };

@@ -1120,4 +1120,5 @@ const annex_ann_ops annex_hnsw_ops = {
     /* xIntegrity    */ hnsw_integrity,
     /* xSetRowid     */ hnsw_set_rowid,
     /* xRowids       */ hnsw_rowids,
+    /* xReadVectors  */ NULL,
 };

@@ -1489,4 +1489,5 @@ const annex_ann_ops annex_ivf_ops = {
     /* xIntegrity    */ ivf_integrity,
     /* xSetRowid     */ ivf_set_rowid,
     /* xRowids       */ ivf_rowids,
+    /* xReadVectors  */ NULL,
 };

@@ -37,6 +37,12 @@
 **                  4 blob, value 0); see ext/index/metafilter.h
 **         vectors  chunk_size x vector bytes (dims*4 for float, dims for
 **                  int8, dims/8 for bit), in slot order
+**                  -- absent when the table's ANN index keeps the vectors
+**                  itself (ann.h's xReadVectors; index=diskann, whose node
+**                  records are the only full-precision copy): the chunk
+**                  then ends after the metadata, and vector reads
+**                  (annex_storage_read_vector, annex_chunk_iter_vectors)
+**                  go to the index
 **       A chunk is created zero-filled when its first slot is allocated and
 **       deleted when every one of its slots was allocated and then freed.
 **       In a table with an ANN index the deletion waits for 'optimize':
@@ -57,6 +63,7 @@
 ** stop the transaction from committing.
 */
 #include "annex_int.h"
+#include "ann.h"
 #include "../index/flat.h"
 
 #include <math.h>
@@ -74,8 +81,23 @@ size_t annex_chunk_meta_offset(const annex_config *c) {
 size_t annex_chunk_vector_offset(const annex_config *c) {
   return annex_chunk_meta_offset(c) + 9 * (size_t)c->nMeta * (size_t)c->nChunk;
 }
+/* 1 when T_chunks holds the vectors, 0 when the ANN index keeps them. */
+static int chunk_has_vectors(const annex_config *c) {
+  return c->pAnnOps == NULL || c->pAnnOps->xReadVectors == NULL;
+}
+
 size_t annex_chunk_bytes(const annex_config *c) {
-  return annex_chunk_vector_offset(c) + c->szVec * (size_t)c->nChunk;
+  return annex_chunk_vector_offset(c) +
+         (chunk_has_vectors(c) ? c->szVec * (size_t)c->nChunk : 0);
+}
+
+/* Vectors of slots [iSlot, iSlot + n) from the index that keeps them. */
+static int index_vectors(annex_table *p, sqlite3_int64 iSlot, int n,
+                         void *out) {
+  if (p->pAnn == NULL || p->pAnn->pOps->xReadVectors == NULL) {
+    return SQLITE_CORRUPT_VTAB;
+  }
+  return p->pAnn->pOps->xReadVectors(p->pAnn, iSlot, n, out);
 }
 
 /* ", c1, c2": the non-vector columns of %_rows, each after a comma. */
@@ -537,7 +559,9 @@ int annex_storage_read_vector(annex_table *p, sqlite3_int64 iSlot, void *out) {
   const annex_config *c = p->pConfig;
   sqlite3_int64 iChunk = iSlot / c->nChunk;
   int iPos = (int)(iSlot % c->nChunk);
-  int rc = read_blob_seek(p, iChunk);
+  int rc;
+  if (!chunk_has_vectors(c)) return index_vectors(p, iSlot, 1, out);
+  rc = read_blob_seek(p, iChunk);
   if (rc == SQLITE_OK) {
     rc = sqlite3_blob_read(p->pReadBlob, out, (int)c->szVec,
                            (int)(annex_chunk_vector_offset(c) +
@@ -673,7 +697,7 @@ static int write_slot(annex_table *p, sqlite3_int64 iSlot, sqlite3_int64 iRowid,
   put_le64(aRowid, iRowid);
   rc = sqlite3_blob_write(b, aRowid, 8,
                           (int)(annex_chunk_rowid_offset(c) + 8 * (size_t)iPos));
-  if (rc == SQLITE_OK && pVec) {
+  if (rc == SQLITE_OK && pVec && chunk_has_vectors(c)) {
     rc = sqlite3_blob_write(b, pVec, (int)c->szVec,
                             (int)(annex_chunk_vector_offset(c) +
                                   c->szVec * (size_t)iPos));
@@ -1116,6 +1140,9 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
 int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
                              void *out) {
   const annex_config *c = it->p->pConfig;
+  if (!chunk_has_vectors(c)) {
+    return index_vectors(it->p, it->iLast * c->nChunk + iSlot, nVec, out);
+  }
   return sqlite3_blob_read(it->pBlob, out, (int)(c->szVec * (size_t)nVec),
                            (int)(annex_chunk_vector_offset(c) +
                                  c->szVec * (size_t)iSlot));
