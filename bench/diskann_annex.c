@@ -136,7 +136,8 @@ static void run_build(const dopts *o) {
   exec_or_die(db, zSql);
   snprintf(zSql, sizeof(zSql), "CREATE VIRTUAL TABLE t USING annex(%s)",
            o->zVtabArgs ? o->zVtabArgs : "embedding float[128] distance=l2, "
-           "index=diskann(r=64, l_build=100, alpha=1.2, pq_bytes=32)");
+           "index=diskann(r=64, l_build=100, alpha=1.2, pq_bytes=32, "
+           "cache_mb=16)");
   exec_or_die(db, zSql);
   if (sqlite3_prepare_v2(db, "INSERT INTO t(rowid, embedding) VALUES(?, ?)",
                          -1, &s, 0) != SQLITE_OK) {
@@ -286,6 +287,7 @@ static void run_query(const dopts *o) {
 int main(int argc, char **argv) {
   dopts o;
   char zBase[600];
+  setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log as they come */
   memset(&o, 0, sizeof(o));
   o.nThreads = 2;
   o.nRepeat = 2;

@@ -1185,7 +1185,13 @@ static int diskann_sync(annex_ann *a) {
   diskann_ann *d = (diskann_ann *)a;
   size_t szVec = d->base.pTab->pConfig->szVec;
   int n = 0, rc;
-  if (d->nPend == 0) return SQLITE_OK;
+  if (d->nPend == 0) {
+    /* Deletes only: memory already agrees with the file as this
+    ** transaction leaves it; take the counter so that no reload follows. */
+    return d->bTxnOk ? annex_storage_config_int(d->base.pTab, "changes",
+                                                &d->iChanges)
+                     : SQLITE_OK;
+  }
   rc = diskann_ready(d);
   if (rc == SQLITE_OK) rc = diskann_pending_compact(d, &n);
   d->bTxnGraph = 1; /* from here on a failure leaves memory unlike the file */
@@ -1503,6 +1509,19 @@ static int diskann_command(annex_ann *a, const char *zCmd, int *pbDone) {
 
 /* annex_info and integrity-check ******************************************/
 
+/* Nodes whose row is gone (kept for navigation until 'optimize'). */
+static sqlite3_int64 diskann_count_dead(const diskann_ann *d) {
+  sqlite3_int64 n = 0;
+  if (!d->bLoaded || !d->bLive) return 0;
+  for (sqlite3_int64 i = 0; i < d->nCap; i++) {
+    if (annex_bit_get(d->aNode, i) &&
+        !(i < d->nLiveBits && annex_bit_get(d->aLive, i))) {
+      n++;
+    }
+  }
+  return n;
+}
+
 static int diskann_info(annex_ann *a, void *pCtx,
                         int (*xAdd)(void *, const char *, const char *)) {
   diskann_ann *d = (diskann_ann *)a;
@@ -1524,7 +1543,7 @@ static int diskann_info(annex_ann *a, void *pCtx,
       {"diskann_cache_hits", d->nHit},
       {"diskann_cache_misses", d->nMiss},
       {"diskann_nodes", d->nNodes},
-      {"diskann_tombstones", d->bLoaded && d->bLive ? d->nNodes - d->nLive + d->nPend : 0},
+      {"diskann_tombstones", diskann_count_dead(d)},
       {"diskann_trained_on", d->nTrained},
       {"diskann_pending", d->nPend},
       {"diskann_codes_loaded", d->bLoaded},
