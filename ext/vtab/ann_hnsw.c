@@ -520,9 +520,25 @@ static int hnsw_update_vector(annex_ann *a, sqlite3_int64 iSlot,
 
 /* Transactions **********************************************************/
 
+/* Free the write buffer after a big transaction (a bulk load's copy of its
+** vectors); small ones keep it for the next transaction. */
+static void hnsw_pend_release(hnsw_ann *h) {
+  if (h->nPendAlloc <= 4096) return;
+  sqlite3_free(h->aPend);
+  sqlite3_free(h->aPendVec);
+  sqlite3_free(h->aPendBits);
+  sqlite3_free(h->aPendDup);
+  h->aPend = NULL;
+  h->aPendVec = NULL;
+  h->aPendBits = h->aPendDup = NULL;
+  h->nPendAlloc = 0;
+  h->nPendBits = 0;
+}
+
 static void hnsw_end_txn(hnsw_ann *h) {
   h->bTxnOk = 0;
   h->nPend = 0;
+  hnsw_pend_release(h);
   hnsw_pend_remark(h);
   h->nSave = 0;
   h->bTxnGraph = 0;
