@@ -239,10 +239,14 @@ static int add_gpu(info_cursor *c, sqlite3 *db, annex_conn *pConn,
     sqlite3_stmt *s = NULL;
     char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" WHERE 0", zDb,
                                  zTab);
+    int rc;
     if (zSql == NULL) return SQLITE_NOMEM;
-    sqlite3_prepare_v2(db, zSql, -1, &s, NULL);
+    rc = sqlite3_prepare_v2(db, zSql, -1, &s, NULL);
     sqlite3_finalize(s);
     sqlite3_free(zSql);
+    /* out of memory or an I/O error is this call's failure; a table that
+    ** cannot connect (corrupt) just has no GPU state to show */
+    if ((rc & 0xff) == SQLITE_NOMEM || (rc & 0xff) == SQLITE_IOERR) return rc;
     p = annex_find_open(pConn, zDb, zTab);
   }
   return annex_gpu_info(p, p ? p->pConfig->eDevice : ANNEX_DEVICE_AUTO, &x,
