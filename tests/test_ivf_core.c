@@ -534,6 +534,57 @@ static void test_ivf_metrics(void **state) {
   free(aX);
 }
 
+/* pq with l2 and cosine scores a code from a per-list table kept with the
+** codec (|r|^2 + 2 c.r) plus a per-query one (-2 q.r) and |q - c|^2: the
+** score of every code equals the squared l2 from the query to the decoded
+** vector c + r (halved for cosine), on a list's first probe and on later
+** ones (the cached table), and the cache is counted in nPreBytes. */
+static void test_ivf_pq_precomputed(void **state) {
+  enum { NC = 12, NPER = 60, D = 32, N = NC * NPER };
+  float aCentre[NC * D];
+  float *aX = make_blobs(NC, NPER, D, aCentre);
+  annex_metric aM[] = {ANNEX_METRIC_L2, ANNEX_METRIC_COSINE};
+  (void)state;
+  annex_distance_init();
+  for (int im = 0; im < 2; im++) {
+    mem_ivf m;
+    mem_build(&m, aX, N, D, ANNEX_IVF_PQ, aM[im], 8, 8);
+    assert_int_equal(m.v.nPreBytes, 0);
+    for (int q = 0; q < 6; q++) {
+      annex_ivf_scan s;
+      float aQ[D], aR[D];
+      annex_ivf_prepare(&m.v, aX + (size_t)(q * 37) * D, aQ);
+      assert_int_equal(annex_ivf_scan_init(&s, &m.v, aX + (size_t)(q * 37) * D),
+                       0);
+      for (int l = 0; l < m.v.nList; l++) {
+        const float *c = m.v.aCentroid + (size_t)l * D;
+        assert_int_equal(annex_ivf_scan_list(&s, l), 0);
+        assert_non_null(m.v.apPre[l]);
+        for (size_t i = 0; i < m.nList[l]; i++) {
+          const unsigned char *e = m.aList[l] + i * m.v.szEntry;
+          annex_hit aH[1];
+          annex_topk h;
+          double t = 0;
+          annex_topk_init(&h, aH, 1);
+          annex_ivf_scan_block(&s, e, 1, NULL, 0, &h);
+          annex_pq_decode(&m.v.pq, e + 8, aR);
+          for (int u = 0; u < D; u++) {
+            double x = (double)aQ[u] - c[u] - aR[u];
+            t += x * x;
+          }
+          if (aM[im] == ANNEX_METRIC_COSINE) t *= 0.5;
+          assert_int_equal(h.n, 1);
+          assert_true(fabs(h.a[0].score - t) <= 1e-4 * (t + 1.0));
+        }
+      }
+      annex_ivf_scan_free(&s);
+    }
+    assert_int_equal(m.v.nPreBytes, (size_t)m.v.nList * 8 * ANNEX_PQ_KSUB * 4);
+    mem_free(&m);
+  }
+  free(aX);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kmeans_reproducible),
@@ -545,6 +596,7 @@ int main(void) {
       cmocka_unit_test(test_sq8_error),
       cmocka_unit_test(test_ivf_recall_sift),
       cmocka_unit_test(test_ivf_metrics),
+      cmocka_unit_test(test_ivf_pq_precomputed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,7 +49,16 @@ int annex_ivf_init(annex_ivf *v, annex_ivf_quant eQuant,
   return rc;
 }
 
+/* The precomputed tables apply: pq codes of residuals scored by l2. */
+static int ivf_has_pre(const annex_ivf *v) {
+  return v->eQuant == ANNEX_IVF_PQ && v->eMetric != ANNEX_METRIC_IP;
+}
+
 void annex_ivf_free(annex_ivf *v) {
+  if (v->apPre) {
+    for (int i = 0; i < v->nList; i++) annex_free(v->apPre[i]);
+    annex_free(v->apPre);
+  }
   annex_free(v->aCentroid);
   if (v->eQuant == ANNEX_IVF_PQ) annex_pq_free(&v->pq);
   if (v->eQuant == ANNEX_IVF_SQ8) annex_sq8_free(&v->sq);
@@ -158,21 +167,27 @@ int annex_ivf_scan_init(annex_ivf_scan *s, const annex_ivf *v,
   size_t d = v->nDim;
   size_t nTab = v->eQuant == ANNEX_IVF_PQ ? (size_t)v->pq.m * ANNEX_PQ_KSUB
                                           : d;
+  size_t nQTab = ivf_has_pre(v) ? nTab : 0;
   memset(s, 0, sizeof(*s));
   annex_distance_init();
   s->pIvf = v;
   s->pQuery = pQuery;
   s->xScore = annex_distance_kernel(ANNEX_ELEM_FLOAT32, v->eMetric);
-  s->aQ = annex_malloc((2 * d + nTab) * sizeof(float));
+  s->aQ = annex_malloc((2 * d + nTab + nQTab) * sizeof(float));
   if (s->aQ == NULL) return ANNEX_KMEANS_NOMEM;
   s->aRes = s->aQ + d;
   s->aTab = s->aRes + d;
+  s->aQTab = nQTab ? s->aTab + nTab : NULL;
   s->fScale = v->eMetric == ANNEX_METRIC_COSINE ? 0.5f : 1.0f;
   annex_ivf_prepare(v, pQuery, s->aQ);
   /* ip: q . (c + r) = q . c + q . r, so the pq table does not depend on
   ** the list; only the constant does. */
   if (v->eMetric == ANNEX_METRIC_IP && v->eQuant == ANNEX_IVF_PQ) {
     annex_pq_table(&v->pq, s->aQ, 1, s->aTab);
+  }
+  if (s->aQTab) { /* -2 q'.r, from the -q'.r table */
+    annex_pq_table(&v->pq, s->aQ, 1, s->aQTab);
+    for (size_t i = 0; i < nQTab; i++) s->aQTab[i] *= 2.0f;
   }
   return ANNEX_KMEANS_OK;
 }
@@ -214,12 +229,64 @@ int annex_ivf_probe(const annex_ivf_scan *s, int nProbe, int32_t *aList) {
   return (int)h.n;
 }
 
-void annex_ivf_scan_list(annex_ivf_scan *s, int iList) {
+/* The precomputed table of list iList (|r|^2 + 2 c.r per codeword), made
+** now if need be; NULL when out of memory or past ANNEX_IVF_PRE_MAX_BYTES
+** (*pbNoMem says which). */
+static const float *ivf_pre_table(annex_ivf *v, int iList, int *pbNoMem) {
+  size_t nTab = (size_t)v->pq.m * ANNEX_PQ_KSUB;
+  float *t;
+  *pbNoMem = 0;
+  if (v->apPre && v->apPre[iList]) return v->apPre[iList];
+  if (v->nPreBytes + nTab * sizeof(float) > ANNEX_IVF_PRE_MAX_BYTES) {
+    return NULL;
+  }
+  if (v->apPre == NULL) {
+    v->apPre = annex_calloc((size_t)v->nList, sizeof(float *));
+    if (v->apPre == NULL) {
+      *pbNoMem = 1;
+      return NULL;
+    }
+  }
+  t = annex_malloc(nTab * sizeof(float));
+  if (t == NULL) {
+    *pbNoMem = 1;
+    return NULL;
+  }
+  /* -c.r per codeword, then |r|^2 - 2 (-c.r) */
+  annex_pq_table(&v->pq, v->aCentroid + (size_t)iList * v->nDim, 1, t);
+  for (int j = 0; j < v->pq.m; j++) {
+    const float *nrm = v->pq.aNorm + (size_t)j * ANNEX_PQ_KSUB;
+    float *tj = t + (size_t)j * ANNEX_PQ_KSUB;
+    for (size_t c = 0; c < ANNEX_PQ_KSUB; c++) tj[c] = nrm[c] - 2.0f * tj[c];
+  }
+  v->apPre[iList] = t;
+  v->nPreBytes += nTab * sizeof(float);
+  return t;
+}
+
+int annex_ivf_scan_list(annex_ivf_scan *s, int iList) {
   const annex_ivf *v = s->pIvf;
   const float *c = v->aCentroid + (size_t)iList * v->nDim;
   int bIP = v->eMetric == ANNEX_METRIC_IP;
   s->fConst = 0;
-  if (v->eQuant == ANNEX_IVF_FLAT) return;
+  if (v->eQuant == ANNEX_IVF_FLAT) return ANNEX_KMEANS_OK;
+  if (s->aQTab) {
+    int bNoMem;
+    /* the tables are a cache of the codec's: filled through a query */
+    const float *pre = ivf_pre_table((annex_ivf *)v, iList, &bNoMem);
+    if (bNoMem) return ANNEX_KMEANS_NOMEM;
+    if (pre) {
+      size_t nTab = (size_t)v->pq.m * ANNEX_PQ_KSUB;
+      float qc = 0;
+      for (size_t t = 0; t < v->nDim; t++) {
+        float e = s->aQ[t] - c[t];
+        qc += e * e;
+      }
+      for (size_t i = 0; i < nTab; i++) s->aTab[i] = pre[i] + s->aQTab[i];
+      s->fConst = s->fScale * qc;
+      return ANNEX_KMEANS_OK;
+    }
+  }
   if (bIP) {
     float qc = 0;
     for (size_t t = 0; t < v->nDim; t++) qc += s->aQ[t] * c[t];
@@ -229,7 +296,7 @@ void annex_ivf_scan_list(annex_ivf_scan *s, int iList) {
       annex_sq8_prepare(&v->sq, s->aQ, 1, s->aTab, &k0);
       s->fConst -= k0;
     }
-    return;
+    return ANNEX_KMEANS_OK;
   }
   for (size_t t = 0; t < v->nDim; t++) s->aRes[t] = s->aQ[t] - c[t];
   if (v->eQuant == ANNEX_IVF_SQ8) {
@@ -238,6 +305,7 @@ void annex_ivf_scan_list(annex_ivf_scan *s, int iList) {
   } else {
     annex_pq_table(&v->pq, s->aRes, 0, s->aTab);
   }
+  return ANNEX_KMEANS_OK;
 }
 
 /* Approximate or exact score of one code in the current list. */

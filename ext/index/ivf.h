@@ -19,6 +19,15 @@
 ** distance.h (smaller is nearer), so sq8/pq candidates are re-scored
 ** exactly by the caller when it wants exact distances.
 **
+** pq with l2 or cosine splits the score of a code r in list c the way FAISS
+** does ("precomputed tables"):
+**   |q' - c - r|^2 = |q' - c|^2 + (|r|^2 + 2 c.r) - 2 q'.r
+** The middle term depends on the list and the code only: its m x 256 table
+** is computed once per list, when a query first probes the list, and kept
+** with the codec (annex_ivf.apPre, up to ANNEX_IVF_PRE_MAX_BYTES in all);
+** the last term's table is computed once per query. A probed list then
+** costs m x 256 additions instead of a 256 x nDim table.
+**
 ** List entry (the byte layout the caller stores): u64 little-endian global
 ** slot, then the code; szEntry = 8 + szCode bytes.
 **
@@ -37,6 +46,10 @@
 #include "pq.h"
 #include "sq8.h"
 #include "topk.h"
+
+/* Most bytes of precomputed per-list pq tables a codec keeps (lists past
+** it build their table per query). */
+#define ANNEX_IVF_PRE_MAX_BYTES ((size_t)256 << 20)
 
 /* Training needs this many vectors per list (the design document's rule). */
 #define ANNEX_IVF_MIN_PER_LIST 39
@@ -57,6 +70,10 @@ typedef struct annex_ivf {
   annex_sq8 sq;           /* eQuant == SQ8: ranges of residuals */
   size_t szCode;          /* bytes per code */
   size_t szEntry;         /* 8 + szCode */
+  /* pq, l2 or cosine: per list, NULL or its m x 256 table of |r|^2 + 2 c.r
+  ** (owned; filled lazily by annex_ivf_scan_list; nList pointers) */
+  float **apPre;
+  size_t nPreBytes;       /* bytes of the tables in apPre */
 } annex_ivf;
 
 /* nlist when none is given: about 4 sqrt(n), at least 1. */
@@ -93,6 +110,7 @@ typedef struct annex_ivf_scan {
   float *aQ;              /* prepared query q' (owned, with the rest) */
   float *aRes;            /* q' - centroid of the current list */
   float *aTab;            /* pq: m x 256 table; sq8: prepared query */
+  float *aQTab;           /* pq l2/cosine: m x 256 table of -2 q'.r */
   float fConst;           /* added to every score in the current list */
   float fScale;           /* 0.5 for cosine (l2 on the sphere), else 1 */
   int64_t nScored;        /* entries scored so far (statistics) */
@@ -104,8 +122,9 @@ void annex_ivf_scan_free(annex_ivf_scan *s);
 /* The nProbe lists nearest the query, nearest first, into aList; returns
 ** how many (min(nProbe, nList)), or -1 when out of memory. */
 int annex_ivf_probe(const annex_ivf_scan *s, int nProbe, int32_t *aList);
-/* Prepare the tables for list iList. */
-void annex_ivf_scan_list(annex_ivf_scan *s, int iList);
+/* Prepare the tables for list iList. Returns ANNEX_KMEANS_OK, or
+** ANNEX_KMEANS_NOMEM when a precomputed table could not be allocated. */
+int annex_ivf_scan_list(annex_ivf_scan *s, int iList);
 /* Score n entries of the current list into h (rowid = slot). With aAllowed
 ** (a bitmap of nAllowedSlots bits), entries whose slot is not set are
 ** skipped. */

@@ -1096,7 +1096,8 @@ static int ivf_scan_lists(ivf_ann *h, annex_ivf_scan *s, const int32_t *aOrder,
     rc = ivf_load_list(h, iL);
     if (rc != SQLITE_OK) break;
     if (h->aList[iL].n == 0) continue;
-    annex_ivf_scan_list(s, iL);
+    rc = ivf_core_rc(annex_ivf_scan_list(s, iL));
+    if (rc != SQLITE_OK) break;
     annex_ivf_scan_block(s, h->aList[iL].a, h->aList[iL].n, aAccept, nAccept,
                          top);
   }
@@ -1308,6 +1309,7 @@ static int ivf_info(annex_ann *a, void *pCtx,
     nMem += (sqlite3_int64)h->ivf.nList * h->ivf.nDim * 4;
     if (h->eQuant == ANNEX_IVF_PQ) nMem += ANNEX_PQ_KSUB * h->ivf.nDim * 4;
     if (h->eQuant == ANNEX_IVF_SQ8) nMem += 2 * h->ivf.nDim * 4;
+    nMem += (sqlite3_int64)h->ivf.nPreBytes; /* pq's per-list tables */
   } else {
     char *zWhy = ivf_pending_reason(h);
     zState = sqlite3_mprintf("%Q", zWhy ? zWhy
