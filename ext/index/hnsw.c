@@ -103,6 +103,7 @@ struct annex_hnsw {
   unsigned char bEntryLock; /* spinlock over iEntry/nTop during a batch */
   int64_t iEntry;        /* entry point, -1 when empty */
   int nTop;              /* its level, -1 when empty */
+  uint32_t nIdLimit;     /* records naming ids >= this are corrupt */
   annex_hnsw_io io;      /* lazy loader */
   int bIo;               /* io installed */
   unsigned char *pIn;    /* one caller-format vector (io loads) */
@@ -341,6 +342,7 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   g->nS0 = 1 + (size_t)g->nM0;
   g->nSU = 1 + (size_t)g->nM;
   g->mL = 1.0 / log((double)g->p.M);
+  g->nIdLimit = HNSW_ID_LIMIT;
   g->iEntry = -1;
   g->nTop = -1;
   g->pIn = annex_malloc(g->nIn);
@@ -534,7 +536,7 @@ static int hnsw_parse(const annex_hnsw *g, const unsigned char *a, size_t n,
     for (uint32_t j = 0; j < c; j++, off += 4) {
       uint32_t v = (uint32_t)a[off] | (uint32_t)a[off + 1] << 8 |
                    (uint32_t)a[off + 2] << 16 | (uint32_t)a[off + 3] << 24;
-      if (v >= HNSW_ID_LIMIT) return ANNEX_HNSW_CORRUPT;
+      if (v >= g->nIdLimit) return ANNEX_HNSW_CORRUPT;
       if (v > mx) mx = v;
     }
   }
@@ -550,6 +552,10 @@ int annex_hnsw_record_check(const annex_hnsw *g, const unsigned char *a,
   int rc = hnsw_parse(g, a, n, &L, NULL);
   if (rc == ANNEX_HNSW_OK && pnLevel) *pnLevel = L;
   return rc;
+}
+
+void annex_hnsw_set_id_limit(annex_hnsw *g, uint64_t n) {
+  g->nIdLimit = n < HNSW_ID_LIMIT ? (uint32_t)n : HNSW_ID_LIMIT;
 }
 
 int annex_hnsw_record(const annex_hnsw *g, uint32_t id, unsigned char *aOut,

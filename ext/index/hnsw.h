@@ -24,8 +24,9 @@
 **   for l = 0 .. L:
 **     u16  count c (<= 2*M at level 0, <= M above)
 **     c x u32  neighbour ids
-** A record that does not parse, or names an id >= 2^31, or a count above the
-** bound, or has trailing bytes, is ANNEX_HNSW_CORRUPT.
+** A record that does not parse, or names an id >= 2^31 (or the limit set
+** with annex_hnsw_set_id_limit), or a count above the bound, or has
+** trailing bytes, is ANNEX_HNSW_CORRUPT.
 **
 ** Metrics: l2 and ip use the kernels as they are. cosine stores and queries
 ** unit-normalised vectors and scores with 1 - dot, which equals the cosine
@@ -172,6 +173,12 @@ int annex_hnsw_record(const annex_hnsw *g, uint32_t id, unsigned char *aOut,
 /* Check a record's syntax against M without storing it. */
 int annex_hnsw_record_check(const annex_hnsw *g, const unsigned char *a,
                             size_t n, int *pnLevel);
+
+/* Ids a record may name: a record (put, load, record_check) naming a
+** neighbour >= n is ANNEX_HNSW_CORRUPT. Default (and most) 2^31. The
+** caller sets its slot counter, so a corrupt record cannot make the graph
+** reserve room for ids that do not exist. */
+void annex_hnsw_set_id_limit(annex_hnsw *g, uint64_t n);
 
 /* Forget every node (the arrays stay allocated). */
 void annex_hnsw_reset(annex_hnsw *g);

@@ -332,8 +332,8 @@ void annex_ivf_scan_block(annex_ivf_scan *s, const unsigned char *aEntry,
     const unsigned char *e = aEntry + i * sz;
     int64_t iSlot = (int64_t)annex_ivf_get_u64(e);
     float f;
-    if (aAllowed &&
-        (iSlot >= nAllowedSlots ||
+    if (aAllowed && /* a corrupt entry may name a negative slot */
+        (iSlot < 0 || iSlot >= nAllowedSlots ||
          !((aAllowed[iSlot >> 3] >> (iSlot & 7)) & 1))) {
       continue;
     }

@@ -70,6 +70,7 @@ typedef struct hnsw_ann {
   int nSave;
   int bTxnGraph;            /* this transaction changed g or T_hnsw */
   int bTxnOk;               /* validated inside this write transaction */
+  sqlite3_int64 nIdLimit;   /* ids records may name: the slot counter */
   unsigned char *aRec;      /* record buffer of the lazy loader (owned) */
   size_t nRecAlloc;
   sqlite3_stmt *pGet, *pPut, *pDel; /* T_hnsw statements (owned) */
@@ -195,6 +196,9 @@ static int hnsw_stmt(hnsw_ann *h, sqlite3_stmt **pp, const char *zFmt) {
   if (zSql == NULL) return SQLITE_NOMEM;
   rc = sqlite3_prepare_v3(p->db, zSql, -1, SQLITE_PREPARE_PERSISTENT, pp, 0);
   sqlite3_free(zSql);
+  /* T_hnsw is gone (a corrupt schema): keep the reason, which a failing
+  ** xSync would otherwise lose. */
+  if (rc != SQLITE_OK) annex_set_error(&p->base, "%s", sqlite3_errmsg(p->db));
   return rc;
 }
 
@@ -353,6 +357,10 @@ static int hnsw_load_live(hnsw_ann *h) {
   if (h->bLive) return SQLITE_OK;
   rc = annex_storage_slots(p, &nSlots);
   if (rc == SQLITE_OK) {
+    /* Records name slots below the counter: a corrupt one naming more
+    ** must not make the graph reserve room for ids that do not exist. */
+    h->nIdLimit = nSlots;
+    annex_hnsw_set_id_limit(h->g, (uint64_t)nSlots);
     h->nLiveBits = (nSlots + 7) / 8 * 8 + 64;
     h->aLive = sqlite3_malloc64((size_t)h->nLiveBits / 8);
     h->aRowid = sqlite3_malloc64(sizeof(sqlite3_int64) * (size_t)h->nLiveBits);
@@ -476,6 +484,10 @@ static int hnsw_insert(annex_ann *a, sqlite3_int64 iSlot, const void *pVec) {
   int rc = hnsw_ready(h);
   if (rc == SQLITE_OK) rc = hnsw_pend(h, iSlot, pVec);
   if (rc == SQLITE_OK) rc = hnsw_set_live(h, iSlot, 1);
+  if (rc == SQLITE_OK && iSlot >= h->nIdLimit) {
+    h->nIdLimit = iSlot + 1;
+    annex_hnsw_set_id_limit(h->g, (uint64_t)h->nIdLimit);
+  }
   return rc;
 }
 
@@ -1031,16 +1043,25 @@ static int hnsw_corrupt(hnsw_ann *h, const char *zWhat, sqlite3_int64 id) {
   return SQLITE_CORRUPT_VTAB;
 }
 
-/* Every record parses, names ids below the slot counter, and every live row
-** has a node. */
+/* Every record parses, names ids below the slot counter (its own and its
+** neighbours'), every live row has a node, and hnsw_entry names a node
+** (-1 exactly when there is none) whose level is hnsw_levels. */
 static int hnsw_integrity(annex_ann *a) {
   hnsw_ann *h = (hnsw_ann *)a;
   annex_table *p = h->base.pTab;
   sqlite3_stmt *s = NULL;
-  sqlite3_int64 nSlots, nLiveNodes = 0;
+  sqlite3_int64 nSlots, nLiveNodes = 0, nNode = 0, iEntry = -1, nLevels = 0;
+  int nEntryLevel = -1;
   char *zSql;
   int rc = hnsw_ready(h);
   if (rc == SQLITE_OK) rc = annex_storage_slots(p, &nSlots);
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "hnsw_entry", &iEntry);
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "hnsw_levels", &nLevels);
+  /* the neighbours too: records name ids below the slot counter */
+  if (rc == SQLITE_OK && nSlots > h->nIdLimit) {
+    h->nIdLimit = nSlots;
+    annex_hnsw_set_id_limit(h->g, (uint64_t)nSlots);
+  }
   zSql = sqlite3_mprintf("SELECT id, node FROM \"%w\".\"%w_hnsw\"", p->zDb,
                          p->zName);
   if (zSql == NULL) rc = SQLITE_NOMEM;
@@ -1055,13 +1076,28 @@ static int hnsw_integrity(annex_ann *a) {
     } else if (annex_hnsw_record_check(h->g, aRec, (size_t)sqlite3_column_bytes(s, 1),
                                        &nLevel) != ANNEX_HNSW_OK) {
       rc = hnsw_corrupt(h, "does not parse", id);
-    } else if (id < h->nLiveBits && annex_bit_get(h->aLive, id)) {
-      nLiveNodes++;
+    } else {
+      nNode++;
+      if (id == iEntry) nEntryLevel = nLevel;
+      if (id < h->nLiveBits && annex_bit_get(h->aLive, id)) nLiveNodes++;
     }
   }
   if (s) {
     int rc2 = sqlite3_finalize(s);
     if (rc == SQLITE_OK) rc = rc2;
+  }
+  if (rc == SQLITE_OK && (iEntry == -1) != (nNode == 0)) {
+    annex_set_error(&p->base, "annex table %s is corrupt: hnsw_entry is %lld "
+                    "with %lld nodes in %s_hnsw", p->zName, iEntry, nNode,
+                    p->zName);
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  if (rc == SQLITE_OK && iEntry != -1 && nEntryLevel != nLevels) {
+    annex_set_error(&p->base, "annex table %s is corrupt: hnsw_entry %lld %s "
+                    "(hnsw_levels %lld)", p->zName, iEntry,
+                    nEntryLevel < 0 ? "has no node" : "is not at hnsw_levels",
+                    nLevels);
+    rc = SQLITE_CORRUPT_VTAB;
   }
   /* Rows of this transaction get their nodes at commit. */
   if (rc == SQLITE_OK && h->nPend == 0 && nLiveNodes != h->nLive) {

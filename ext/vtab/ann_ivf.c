@@ -420,7 +420,7 @@ static int ivf_read_model(ivf_ann *h, int id, float *out, size_t n) {
 static int ivf_load_model(ivf_ann *h) {
   annex_table *p = h->base.pTab;
   const annex_config *c = p->pConfig;
-  sqlite3_int64 bTrained = 0, nList = 0, m = 0, nChunk = 0;
+  sqlite3_int64 bTrained = 0, nList = 0, m = 0, nChunk = 0, nFormat = 0;
   int rc;
   if (h->bModel) return SQLITE_OK;
   rc = annex_storage_config_int(p, "ivf_trained", &bTrained);
@@ -432,9 +432,11 @@ static int ivf_load_model(ivf_ann *h) {
   }
   if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "ivf_rows", &h->nTrainRows);
   if (rc == SQLITE_OK && (nChunk < 1 || nChunk > 65536)) rc = SQLITE_CORRUPT_VTAB;
-  /* ivf_trained is 0 or 1; ivf_updates counts UPDATEs (and is incremented
-  ** without overflow checks: 2^62 cannot be reached) */
-  if (rc == SQLITE_OK && (bTrained < 0 || bTrained > 1 || h->nUpdates < 0 ||
+  if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "ivf_format", &nFormat);
+  /* ivf_format is 1; ivf_trained is 0 or 1; ivf_updates counts UPDATEs (and
+  ** is incremented without overflow checks: 2^62 cannot be reached) */
+  if (rc == SQLITE_OK && (nFormat != IVF_FORMAT || bTrained < 0 ||
+                          bTrained > 1 || h->nUpdates < 0 ||
                           h->nUpdates > ((sqlite3_int64)1 << 62))) {
     rc = SQLITE_CORRUPT_VTAB;
   }
