@@ -10,7 +10,10 @@
 # Targets (fuzz/fuzz_*.c): vector (JSON and BLOB parsing), options (the
 # CREATE argument parser), query (constraint combinations), ops (operation
 # sequences with savepoints, checked against integrity-check and a brute
-# force k-NN). Seeds are fuzz/corpus/<target>/; new inputs go to a scratch
+# force k-NN), ann (the same on index=hnsw and index=ivf tables, with
+# 'optimize' / 'rebuild' / 'train' and knob queries, every k-NN checked
+# against distances computed in the target). Seeds are
+# fuzz/corpus/<target>/; new inputs go to a scratch
 # corpus under the build folder, not into the repository. A crash, leak,
 # sanitizer report or timeout fails the run and leaves the input as
 # crash-*/leak-*/timeout-* in the build folder's fuzz/artifacts/: add it
@@ -33,7 +36,7 @@ fi
 build=${FUZZ_BUILD:-$root/build-fuzz}
 CC=$cc cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DANNEX_FUZZ=ON >/dev/null
-targets="vector options query ops"
+targets="vector options query ops ann"
 for t in $targets; do
   cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target "fuzz_$t" \
     >/dev/null

@@ -11,9 +11,21 @@
 ** SQL return exactly the brute-force top k computed here from the stored
 ** vectors. Rollback-journal and WAL modes alternate.
 **
-** Kills: 16 per journal mode by default (a few seconds);
-** ANNEX_CRASH_LONG=1 runs 200 per journal mode (about 30 s).
+** The same for index=hnsw and index=ivf (flat, nlist=4, trained by the
+** commit that reaches 156 rows): the child also runs 'optimize' and
+** 'rebuild' / 'train' in their own transactions and UPDATEs vectors, and
+** the table stops growing at CAP rows (then each batch deletes as many as it
+** inserts). After each kill, besides the checks above, a k-NN through the
+** index is compared with the exact answer computed here in double
+** precision: every row returned exists with that distance, and recall@10
+** (by distance) is at least 0.9 for hnsw (ef_search=200) and 1 for ivf
+** with every list probed (flat codes score exactly).
+**
+** Kills: 16 per journal mode by default (a few seconds), 12 per journal
+** mode for each index kind; ANNEX_CRASH_LONG=1 runs 200 per journal mode
+** and kind (several minutes).
 */
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,7 +43,19 @@
 
 #include "annex.h"
 
-enum { D = 16, BATCH = 50, K = 10 };
+enum { D = 16, BATCH = 50, K = 10, CAP = 3000 };
+
+/* The table's index: none (flat), hnsw, ivf. */
+typedef enum ekind { KIND_FLAT, KIND_HNSW, KIND_IVF } ekind;
+static const char *const g_azCreate[] = {
+    "CREATE VIRTUAL TABLE IF NOT EXISTS t USING annex(v float[16], tag "
+    "integer, chunk_size=32)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS t USING annex(v float[16], tag "
+    "integer, chunk_size=32, index=hnsw(m=8, ef_construction=64))",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS t USING annex(v float[16], tag "
+    "integer, chunk_size=32, index=ivf(nlist=4))",
+};
+static const char *const g_azKind[] = {"flat", "hnsw", "ivf"};
 
 static sqlite3 *open_db(const char *zPath) {
   sqlite3 *db;
@@ -46,20 +70,25 @@ static void rand_vec(unsigned *pSeed, float *v) {
 }
 
 /* The child: write until killed. Never returns. */
-static void child_write(const char *zPath, int bWal, unsigned seed) {
+static void child_write(const char *zPath, int bWal, ekind eKind,
+                        unsigned seed) {
   sqlite3 *db = open_db(zPath);
   sqlite3_stmt *pIns;
   float v[D];
   sqlite3_exec(db, bWal ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE",
                0, 0, 0);
-  sqlite3_exec(db, "CREATE VIRTUAL TABLE IF NOT EXISTS t USING annex("
-                   "v float[16], tag integer, chunk_size=32)", 0, 0, 0);
+  sqlite3_exec(db, g_azCreate[eKind], 0, 0, 0);
   if (sqlite3_prepare_v2(db, "INSERT INTO t(v, tag) VALUES(?, ?)", -1, &pIns,
                          0) != SQLITE_OK) {
     _exit(3);
   }
   for (unsigned n = 0;; n++) {
     sqlite3_exec(db, "BEGIN", 0, 0, 0);
+    if (eKind != KIND_FLAT) { /* at CAP rows: as many out as in */
+      sqlite3_exec(db, "DELETE FROM t WHERE rowid IN (SELECT rowid FROM t "
+                       "ORDER BY rowid LIMIT (SELECT CASE WHEN count(*) >= "
+                       "3000 THEN 50 ELSE 0 END FROM t))", 0, 0, 0);
+    }
     for (int i = 0; i < BATCH; i++) {
       rand_vec(&seed, v);
       sqlite3_bind_blob(pIns, 1, v, sizeof(v), SQLITE_STATIC);
@@ -75,7 +104,19 @@ static void child_write(const char *zPath, int bWal, unsigned seed) {
                        "ORDER BY rowid DESC LIMIT 10;",
                    0, 0, 0);
     }
+    if (eKind != KIND_FLAT && n % 4 == 1) { /* vectors move */
+      sqlite3_exec(db, "UPDATE t SET v = (SELECT v FROM t ORDER BY rowid "
+                       "DESC LIMIT 1) WHERE rowid % 29 = 3", 0, 0, 0);
+    }
     sqlite3_exec(db, "COMMIT", 0, 0, 0);
+    if (eKind != KIND_FLAT && n % 5 == 4) {
+      sqlite3_exec(db, "INSERT INTO t(t) VALUES('optimize')", 0, 0, 0);
+    }
+    if (eKind != KIND_FLAT && n % 11 == 10) {
+      sqlite3_exec(db, eKind == KIND_HNSW ? "INSERT INTO t(t) VALUES('rebuild')"
+                                          : "INSERT INTO t(t) VALUES('train')",
+                   0, 0, 0);
+    }
   }
 }
 
@@ -167,7 +208,90 @@ static void check_knn(sqlite3 *db, unsigned *pSeed) {
   free(aVec);
 }
 
-static void check_after_crash(const char *zPath, unsigned *pSeed) {
+/* k-NN through the index vs the exact answer computed here: every row
+** returned exists at the distance it has; recall@K by distance. */
+static void check_ann(sqlite3 *db, ekind eKind, unsigned *pSeed,
+                      int *pnHit, int *pnWant) {
+  sqlite3_stmt *pAll, *pKnn;
+  int n = 0, nCap = 1024;
+  int64_t *aId = malloc(sizeof(int64_t) * (size_t)nCap);
+  float(*aVec)[D] = malloc(sizeof(float[D]) * (size_t)nCap);
+  double *aD = NULL;
+  float q[D];
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid, v FROM t", -1, &pAll,
+                                      0), SQLITE_OK);
+  while (sqlite3_step(pAll) == SQLITE_ROW) {
+    if (n == nCap) {
+      nCap *= 2;
+      aId = realloc(aId, sizeof(int64_t) * (size_t)nCap);
+      aVec = realloc(aVec, sizeof(float[D]) * (size_t)nCap);
+    }
+    aId[n] = sqlite3_column_int64(pAll, 0);
+    assert_int_equal(sqlite3_column_bytes(pAll, 1), (int)sizeof(aVec[0]));
+    memcpy(aVec[n], sqlite3_column_blob(pAll, 1), sizeof(aVec[0]));
+    n++;
+  }
+  sqlite3_finalize(pAll);
+  aD = malloc(sizeof(double) * (size_t)(n + 1));
+  assert_int_equal(sqlite3_prepare_v2(db, eKind == KIND_HNSW
+                       ? "SELECT rowid, distance FROM t WHERE v MATCH ? AND "
+                         "k = 10 AND ef_search = 200"
+                       : "SELECT rowid, distance FROM t WHERE v MATCH ? AND "
+                         "k = 10 AND nprobe = 4", -1, &pKnn, 0), SQLITE_OK);
+  for (int iq = 0; iq < 3; iq++) {
+    double rKth;
+    int nGot = 0, nWant = n < K ? n : K;
+    rand_vec(pSeed, q);
+    for (int r = 0; r < n; r++) {
+      double d = 0;
+      for (int c = 0; c < D; c++) d += ((double)aVec[r][c] - q[c]) * ((double)aVec[r][c] - q[c]);
+      aD[r] = sqrt(d);
+    }
+    /* the K-th smallest exact distance (partial selection) */
+    rKth = -1;
+    {
+      double *aS = malloc(sizeof(double) * (size_t)(n + 1));
+      memcpy(aS, aD, sizeof(double) * (size_t)n);
+      for (int i = 0; i < nWant; i++) {
+        int iMin = i;
+        for (int j = i + 1; j < n; j++) if (aS[j] < aS[iMin]) iMin = j;
+        double t = aS[i]; aS[i] = aS[iMin]; aS[iMin] = t;
+        rKth = aS[i];
+      }
+      free(aS);
+    }
+    sqlite3_bind_blob(pKnn, 1, q, sizeof(q), SQLITE_STATIC);
+    while (sqlite3_step(pKnn) == SQLITE_ROW) {
+      int64_t id = sqlite3_column_int64(pKnn, 0);
+      double d = sqlite3_column_double(pKnn, 1);
+      int r = 0;
+      while (r < n && aId[r] != id) r++;
+      if (r == n) fail_msg("%s k-NN after a crash: row %lld does not exist",
+                           g_azKind[eKind], (long long)id);
+      if (fabs(d - aD[r]) > 1e-4 * (1 + aD[r])) {
+        fail_msg("%s k-NN after a crash: row %lld at %.6f, its vector is at "
+                 "%.6f", g_azKind[eKind], (long long)id, d, aD[r]);
+      }
+      if (aD[r] <= rKth + 1e-4 * (1 + rKth)) (*pnHit)++;
+      nGot++;
+    }
+    if (sqlite3_reset(pKnn) != SQLITE_OK) {
+      fail_msg("%s k-NN after a crash: %s", g_azKind[eKind], sqlite3_errmsg(db));
+    }
+    if (nGot != nWant) {
+      fail_msg("%s k-NN after a crash: %d rows of %d", g_azKind[eKind], nGot,
+               nWant);
+    }
+    *pnWant += nWant;
+  }
+  sqlite3_finalize(pKnn);
+  free(aD);
+  free(aId);
+  free(aVec);
+}
+
+static void check_after_crash(const char *zPath, unsigned *pSeed,
+                              ekind eKind, int *pnHit, int *pnWant) {
   sqlite3 *db = open_db(zPath);
   char *zErr = NULL;
   sqlite3_stmt *s;
@@ -187,34 +311,47 @@ static void check_after_crash(const char *zPath, unsigned *pSeed) {
     if (nRows % BATCH != 0) {
       fail_msg("%lld rows: a transaction was half applied", nRows);
     }
-    check_knn(db, pSeed);
+    /* ivf probes every list by default here (nlist=4 < nprobe=16): exact */
+    if (eKind != KIND_HNSW) check_knn(db, pSeed);
+    if (eKind != KIND_FLAT) check_ann(db, eKind, pSeed, pnHit, pnWant);
   }
   sqlite3_close(db);
 }
 
-static void run_mode(int bWal) {
+static void run_mode(int bWal, ekind eKind) {
   char zDir[] = "/tmp/annex-crash-XXXXXX";
   char zPath[64];
   const char *zLong = getenv("ANNEX_CRASH_LONG");
-  int nKill = (zLong && atoi(zLong)) ? 200 : 16;
-  unsigned seed = 12345u + (unsigned)bWal;
+  int nKill = (zLong && atoi(zLong)) ? 200 : eKind == KIND_FLAT ? 16 : 12;
+  int nHit = 0, nWant = 0;
+  unsigned seed = 12345u + (unsigned)bWal + 101u * (unsigned)eKind;
   assert_non_null(mkdtemp(zDir));
   snprintf(zPath, sizeof(zPath), "%s/crash.db", zDir);
   for (int i = 0; i < nKill; i++) {
     pid_t pid = fork();
     int status;
     assert_true(pid >= 0);
-    if (pid == 0) child_write(zPath, bWal, seed + (unsigned)i * 7919u);
-    usleep((useconds_t)(5000 + rand_r(&seed) % 60000));
+    if (pid == 0) child_write(zPath, bWal, eKind, seed + (unsigned)i * 7919u);
+    /* index kinds: longer, so that commands and training are reached */
+    usleep((useconds_t)(5000 + rand_r(&seed) % (eKind == KIND_FLAT ? 60000
+                                                                    : 400000)));
     kill(pid, SIGKILL);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (!WIFSIGNALED(status)) fail_msg("writer exited early (status %d)", status);
-    check_after_crash(zPath, &seed);
+    check_after_crash(zPath, &seed, eKind, &nHit, &nWant);
+  }
+  if (nWant > 0) {
+    double r = (double)nHit / nWant;
+    printf("# %s %s: recall@%d %.4f over %d queries\n", g_azKind[eKind],
+           bWal ? "WAL" : "rollback journal", K, r, nWant / K);
+    if (r < (eKind == KIND_HNSW ? 0.9 : 0.999)) {
+      fail_msg("%s recall after crashes %.4f", g_azKind[eKind], r);
+    }
   }
   {
     sqlite3 *db = open_db(zPath);
-    printf("# %s: %d kills survived, %lld rows at the end\n",
-           bWal ? "WAL" : "rollback journal", nKill,
+    printf("# %s %s: %d kills survived, %lld rows at the end\n",
+           g_azKind[eKind], bWal ? "WAL" : "rollback journal", nKill,
            int_of(db, "SELECT count(*) FROM t"));
     sqlite3_close(db);
   }
@@ -227,18 +364,32 @@ static void run_mode(int bWal) {
 
 static void test_crash_rollback_journal(void **state) {
   (void)state;
-  run_mode(0);
+  run_mode(0, KIND_FLAT);
 }
 
 static void test_crash_wal(void **state) {
   (void)state;
-  run_mode(1);
+  run_mode(1, KIND_FLAT);
+}
+
+static void test_crash_hnsw(void **state) {
+  (void)state;
+  run_mode(0, KIND_HNSW);
+  run_mode(1, KIND_HNSW);
+}
+
+static void test_crash_ivf(void **state) {
+  (void)state;
+  run_mode(0, KIND_IVF);
+  run_mode(1, KIND_IVF);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crash_rollback_journal),
       cmocka_unit_test(test_crash_wal),
+      cmocka_unit_test(test_crash_hnsw),
+      cmocka_unit_test(test_crash_ivf),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
