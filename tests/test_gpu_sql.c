@@ -259,6 +259,10 @@ static void test_fallback(void **state) {
     same_answer(db, "big", q, 128, 10, NULL, NULL, "fallback default");
   }
   expect_info(db, "big", "last_device", bGpu ? "gpu" : "cpu");
+  /* a filter the compact metadata can judge: the GPU under auto too */
+  same_answer(db, "big", q, 128, 10, "auto", "AND cat = 3 AND rowid > 5000",
+              "auto, filtered");
+  expect_info(db, "big", "last_device", bGpu ? "gpu" : "cpu");
   batch_same(db, "big", 20, 128, 10, "fallback batch");
   if (!bGpu) {
     st_expect_error(db, 0, "device=gpu: ", "SELECT rowid FROM big WHERE emb "
@@ -275,6 +279,33 @@ static void test_fallback(void **state) {
                     "annex_knn('bg', '[[1,2,3,4]]', 1)");
   }
   st_close(db);
+}
+
+/* A filter that needs SQL (a text range): device=gpu builds its bitmap
+** through SQL, device=auto leaves it to the CPU. */
+static void text_filters(sqlite3 *db) {
+  float q[8];
+  sqlite3_stmt *s;
+  st_exec(db, "CREATE VIRTUAL TABLE tx USING annex(emb float[8], name text)");
+  st_exec(db, "BEGIN");
+  s = st_prepare(db, "INSERT INTO tx(emb, name) VALUES(?, ?)");
+  for (int i = 0; i < 3000; i++) {
+    char zName[16];
+    rand_vec(q, 8);
+    snprintf(zName, sizeof(zName), "n%c%d", 'a' + i % 26, i);
+    sqlite3_bind_blob(s, 1, q, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, zName, -1, SQLITE_TRANSIENT);
+    assert_int_equal(st_run(s), SQLITE_DONE);
+  }
+  sqlite3_finalize(s);
+  st_exec(db, "COMMIT");
+  rand_vec(q, 8);
+  same_answer(db, "tx", q, 8, 20, "gpu", "AND name > 'nm'", "text range");
+  expect_info(db, "tx", "last_device", "gpu");
+  same_answer(db, "tx", q, 8, 20, "gpu", "AND name = 'nc2'", "text =");
+  same_answer(db, "tx", q, 8, 20, "auto", "AND name > 'nm'", "text, auto");
+  expect_info(db, "tx", "last_device", "cpu");
+  st_exec(db, "DROP TABLE tx");
 }
 
 /* GPU vs CPU on random tables of each metric. */
@@ -305,6 +336,7 @@ static void test_gpu_equal(void **state) {
     same_answer(db, "r", q, 37, 100, "gpu", "AND distance < 0.3",
                 "radius");
     expect_info(db, "r", "last_device", "gpu");
+    if (m == 0) text_filters(db);
     /* writes: the device copy follows them */
     {
       sqlite3_int64 aId[5];

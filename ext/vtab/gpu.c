@@ -38,9 +38,11 @@
 **
 ** device=auto uses the GPU for float tables (l2, cosine, ip) when the work
 ** of the call, queries x rows x dimensions, reaches ANNEX_GPU_AUTO_MIN
-** (measured on the H200, ext/gpu/RESULTS.md), for k-NN with k, without
-** filters (with filters the CPU's compiled filter wins; device=gpu applies
-** them as a bitmap built by filter.c).
+** (measured on the H200, ext/gpu/RESULTS.md), for k-NN with k. Metadata and
+** rowid filters become a slot bitmap evaluated on the chunks' compact
+** metadata (no vector read); a filter that needs SQL (text ranges, BYTES)
+** keeps the query on the CPU under auto, and is built through filter.c's
+** SELECT under device=gpu.
 */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* dladdr */
@@ -632,7 +634,8 @@ static int gpu_choose(annex_table *p, int eDevice, double rWork,
   } else if (k <= 0 || k + ANNEX_CUDA_EXTRA(k) > ANNEX_CUDA_MAX_CAND) {
     zWhy = "the GPU answers k-NN with k (or a LIMIT) from 1 to 1638";
   } else if (!bGpu && bFilter) {
-    zWhy = "filters run on the CPU under device=auto";
+    zWhy = "under device=auto, filters on text ranges or bytes run on the "
+           "CPU";
   } else if (!bGpu && rWork < ANNEX_GPU_AUTO_MIN) {
     zWhy = "too little work to pay for the GPU (device=auto)";
   } else if (gpu_plugin() == NULL || gpu_open_context(g) != 0) {
@@ -681,7 +684,46 @@ static int gpu_has_filter(const annex_term *aTerm, int nTerm) {
   return 0;
 }
 
-/* The filter as a bitmap of g->nSlot bits (NULL: no filter). */
+/* The compiled filter f evaluated on every chunk's compact metadata (no
+** vector is read) into a bitmap of g->nSlot bits, live rows only.
+** ANNEX_NEED_SQL_FILTER when a chunk holds a value f cannot judge. */
+static int gpu_meta_bitmap(annex_table *p, annex_gpu *g,
+                           const annex_mfilter *f, unsigned char **paOut,
+                           annex_knn_query *q) {
+  const annex_config *c = p->pConfig;
+  size_t nByte = (g->nSlot + 7) / 8;
+  unsigned char *a = sqlite3_malloc64(nByte ? nByte : 1);
+  annex_chunk_iter *it = NULL;
+  annex_chunk ch;
+  int rc = a ? annex_chunk_iter_open(p, &it) : SQLITE_NOMEM;
+  *paOut = a;
+  if (a) memset(a, 0, nByte);
+  q->nAllowed = 0;
+  q->nAllowedSlots = (sqlite3_int64)g->nSlot;
+  while (rc == SQLITE_OK &&
+         (rc = annex_chunk_iter_next(it, &ch)) == SQLITE_ROW) {
+    size_t iFirst = (size_t)ch.iChunk * (size_t)c->nChunk; /* multiple of 8 */
+    unsigned char *m = a + iFirst / 8;
+    rc = SQLITE_OK;
+    if (iFirst + (size_t)ch.nSlot > g->nSlot) rc = SQLITE_CORRUPT_VTAB;
+    else if (annex_mfilter_eval(f, ch.pMeta, c->nChunk, ch.aRowid, ch.nSlot,
+                                m) != 0) {
+      rc = ANNEX_NEED_SQL_FILTER;
+    }
+    for (int i = 0; rc == SQLITE_OK && i < (ch.nSlot + 7) / 8; i++) {
+      m[i] &= ch.aValid[i];
+      if (ch.nSlot - 8 * i < 8) {
+        m[i] &= (unsigned char)((1u << (ch.nSlot & 7)) - 1);
+      }
+      q->nAllowed += __builtin_popcount(m[i]);
+    }
+  }
+  annex_chunk_iter_close(it);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The filter as a bitmap of g->nSlot bits through SQL (filter.c); NULL
+** when nothing filters. */
 static int gpu_allowed_bitmap(annex_table *p, annex_gpu *g,
                               const annex_term *aTerm, int nTerm,
                               sqlite3_value **argv, unsigned char **paOut,
@@ -715,6 +757,30 @@ static void gpu_cut_radius(const annex_table *p, const annex_knn_query *q,
   }
 }
 
+/* The filter of a query as a slot bitmap: from the compact metadata when
+** it compiled and every chunk can judge it, else (device=gpu only) through
+** SQL. ANNEX_GPU_USE_CPU under device=auto when SQL would be needed. */
+static int gpu_filter(annex_table *p, annex_gpu *g, int eDevice,
+                      const annex_mfilter *f, const annex_term *aTerm,
+                      int nTerm, sqlite3_value **argv,
+                      unsigned char **paAllowed, annex_knn_query *q) {
+  int rc = SQLITE_OK;
+  *paAllowed = NULL;
+  if (!gpu_has_filter(aTerm, nTerm)) return SQLITE_OK;
+  if (f) {
+    rc = gpu_meta_bitmap(p, g, f, paAllowed, q);
+    if (rc != ANNEX_NEED_SQL_FILTER) return rc;
+    sqlite3_free(*paAllowed);
+    *paAllowed = NULL;
+  }
+  if (eDevice != ANNEX_DEVICE_GPU) {
+    snprintf(g->zWhy, sizeof(g->zWhy), "under device=auto, filters on text "
+             "ranges or bytes run on the CPU");
+    return ANNEX_GPU_USE_CPU;
+  }
+  return gpu_allowed_bitmap(p, g, aTerm, nTerm, argv, paAllowed, q);
+}
+
 int annex_gpu_knn(annex_table *p, int eDevice, const annex_knn_query *q,
                   const annex_term *aTerm, int nTerm, sqlite3_value **argv,
                   annex_hit **paRes, sqlite3_int64 *pnRes, char **pzErr) {
@@ -723,15 +789,18 @@ int annex_gpu_knn(annex_table *p, int eDevice, const annex_knn_query *q,
   annex_knn_query kq = *q;
   unsigned char *aAllowed = NULL;
   annex_hit *aOut = NULL;
+  annex_mfilter *f = NULL;
   int rc = annex_storage_slots(p, &nSlot);
+  if (rc == SQLITE_OK) rc = annex_filter_compile(p, aTerm, nTerm, argv, &f);
   if (rc != SQLITE_OK) return rc;
   rc = gpu_choose(p, eDevice, (double)nSlot * p->pConfig->nDim, q->k,
-              gpu_has_filter(aTerm, nTerm), &g, pzErr);
+                  gpu_has_filter(aTerm, nTerm) && f == NULL, &g, pzErr);
   if (rc == SQLITE_OK) rc = gpu_make_resident(p, g);
   if (rc == SQLITE_OK) {
-    rc = gpu_allowed_bitmap(p, g, aTerm, nTerm, argv, &aAllowed, &kq);
+    rc = gpu_filter(p, g, eDevice, f, aTerm, nTerm, argv, &aAllowed, &kq);
     kq.aAllowed = aAllowed;
   }
+  annex_filter_free(f);
   if (rc == SQLITE_OK) {
     aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)q->k);
     if (aOut == NULL) rc = SQLITE_NOMEM;
