@@ -10,7 +10,8 @@
 ** build: deletes FILE, creates t USING annex(embedding float[D], index=
 **   diskann(...)) (ARGS replaces the arguments), streams the first N rows
 **   of DIR/base.fvecs (all by default) into one prepared INSERT inside one
-**   BEGIN ... COMMIT (rowid = row + 1); the graph is built at COMMIT on T
+**   BEGIN ... COMMIT (rowid = row + 1), in WAL mode so that the progress
+**   watcher can read meanwhile; the graph is built at COMMIT on T
 **   threads (SELECT annex_threads(T)). A second thread prints annex's
 **   progress (annex_progress_handler is not exported, so it polls
 **   annex_info on its own connection) every 10 s. Prints
@@ -132,6 +133,9 @@ static void run_build(const dopts *o) {
   unlink(o->zDb);
   bench_base_open(o->zData, &b);
   db = open_db(o);
+  /* WAL: the progress watcher's connection can read while the build
+  ** transaction writes (a rollback journal would lock it out) */
+  exec_or_die(db, "PRAGMA journal_mode=WAL");
   snprintf(zSql, sizeof(zSql), "SELECT annex_threads(%d)", o->nThreads);
   exec_or_die(db, zSql);
   snprintf(zSql, sizeof(zSql), "CREATE VIRTUAL TABLE t USING annex(%s)",
