@@ -123,6 +123,8 @@ typedef struct ivf_ann {
   sqlite3_int64 nLive;       /* set bits */
   int bLive;                 /* aLive is loaded */
   int bTxnInsert;            /* this transaction inserted rows */
+  int nBusy;                 /* writes in progress that hold cache pointers */
+  int bDropPending;          /* a rollback came during one: drop at its end */
   float *aScratch;           /* 3 x dims floats for writes (owned) */
   unsigned char *aEntry;     /* one entry buffer (owned) */
   sqlite3_stmt *pRead;       /* chunks of a list, in order */
@@ -360,6 +362,26 @@ static void ivf_drop_all(ivf_ann *h) {
   ivf_drop_live(h);
   h->iChanges = -1;
   h->bTxnOk = 0;
+}
+
+/* Drop the caches, or, inside a write of this index, when that write ends:
+** a nested statement of the write (an INSERT into T_ivflists) that fails
+** makes SQLite roll back its statement and call xRollbackTo (or, after some
+** errors, xRollback) on every virtual table of the transaction, this one
+** included, while the write still walks the cached lists. */
+static void ivf_drop_or_defer(ivf_ann *h) {
+  if (h->nBusy > 0) h->bDropPending = 1;
+  else ivf_drop_all(h);
+}
+
+static void ivf_busy(ivf_ann *h) { h->nBusy++; }
+
+static int ivf_unbusy(ivf_ann *h, int rc) {
+  if (--h->nBusy == 0 && h->bDropPending) {
+    h->bDropPending = 0;
+    ivf_drop_all(h);
+  }
+  return rc;
 }
 
 /* Drop the caches if another connection wrote since they were loaded.
@@ -727,6 +749,7 @@ static int ivf_insert(annex_ann *a, sqlite3_int64 iSlot, const void *pVec) {
   ivf_ann *h = (ivf_ann *)a;
   int rc;
   if (!ivf_is_float(a->pTab->pConfig)) return SQLITE_OK;
+  ivf_busy(h);
   rc = ivf_ready(h);
   if (rc == SQLITE_OK) rc = ivf_set_live(h, iSlot, 1);
   if (rc == SQLITE_OK && h->bTrained) {
@@ -734,7 +757,7 @@ static int ivf_insert(annex_ann *a, sqlite3_int64 iSlot, const void *pVec) {
     if (rc == SQLITE_OK) rc = ivf_add(h, iSlot, pVec);
   }
   if (rc == SQLITE_OK) h->bTxnInsert = 1;
-  return rc;
+  return ivf_unbusy(h, rc);
 }
 
 static int ivf_delete(annex_ann *a, sqlite3_int64 iSlot) {
@@ -752,8 +775,9 @@ static int ivf_update_vector(annex_ann *a, sqlite3_int64 iSlot,
   ivf_ann *h = (ivf_ann *)a;
   int rc;
   if (!ivf_is_float(a->pTab->pConfig)) return SQLITE_OK;
+  ivf_busy(h);
   rc = ivf_ready(h);
-  if (rc != SQLITE_OK || !h->bTrained) return rc;
+  if (rc != SQLITE_OK || !h->bTrained) return ivf_unbusy(h, rc);
   rc = ivf_write_buffers(h);
   if (rc == SQLITE_OK) rc = ivf_add(h, iSlot, pVec);
   if (rc == SQLITE_OK) {
@@ -761,7 +785,7 @@ static int ivf_update_vector(annex_ann *a, sqlite3_int64 iSlot,
                                       h->nUpdates + 1);
   }
   if (rc == SQLITE_OK) h->nUpdates++;
-  return rc;
+  return ivf_unbusy(h, rc);
 }
 
 /* Training **************************************************************/
@@ -1045,8 +1069,10 @@ static int ivf_sync(annex_ann *a) {
   ivf_ann *h = (ivf_ann *)a;
   int rc = SQLITE_OK;
   if (h->bTxnInsert && ivf_is_float(a->pTab->pConfig)) {
+    ivf_busy(h);
     rc = ivf_ready(h);
     if (rc == SQLITE_OK && !h->bTrained) rc = ivf_train(h, 1);
+    rc = ivf_unbusy(h, rc);
   }
   h->bTxnInsert = 0;
   h->bTxnBumped = a->pTab->bCounterBumped;
@@ -1064,7 +1090,7 @@ static void ivf_commit(annex_ann *a) {
 static void ivf_rollback(annex_ann *a) {
   ivf_ann *h = (ivf_ann *)a;
   h->bTxnInsert = h->bTxnBumped = 0;
-  ivf_drop_all(h); /* read again from the file, lazily */
+  ivf_drop_or_defer(h); /* read again from the file, lazily */
 }
 
 static int ivf_savepoint(annex_ann *a, int iSavepoint) {
@@ -1075,7 +1101,7 @@ static int ivf_savepoint(annex_ann *a, int iSavepoint) {
 
 static void ivf_rollback_to(annex_ann *a, int iSavepoint) {
   (void)iSavepoint;
-  ivf_drop_all((ivf_ann *)a);
+  ivf_drop_or_defer((ivf_ann *)a);
 }
 
 /* Search ****************************************************************/
@@ -1282,9 +1308,13 @@ static int ivf_command(annex_ann *a, const char *zCmd, int *pbDone) {
   *pbDone = 1;
   if (sqlite3_stricmp(zCmd, "train") == 0 ||
       sqlite3_stricmp(zCmd, "rebuild") == 0) {
-    return ivf_train(h, 0);
+    ivf_busy(h);
+    return ivf_unbusy(h, ivf_train(h, 0));
   }
-  if (sqlite3_stricmp(zCmd, "optimize") == 0) return ivf_optimize(h);
+  if (sqlite3_stricmp(zCmd, "optimize") == 0) {
+    ivf_busy(h);
+    return ivf_unbusy(h, ivf_optimize(h));
+  }
   *pbDone = 0;
   return SQLITE_OK;
 }
