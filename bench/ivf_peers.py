@@ -18,8 +18,15 @@ thread, one query at a time):
 Usage (Debian's /usr/bin/python3: numpy and faiss from apt):
   bench/ivf_peers.py DATASET_DIR --annex build/annex.so [--nlist 0]
       [--queries 200] [--repeat 3] [--m 0] [--rerank 4] [--skip pq,sq8]
+      [--build-threads 1] [--probes 1,2,4,...] [--vec1]
 nlist 0 = annex's default, round(4 sqrt(n)). The annex databases are
-built in --db-dir (default /tmp) and reused when present.
+built in --db-dir (default /tmp) and reused when present. Training and
+assignment (annex's at the loading COMMIT, FAISS's train + add, and the
+k-means section) run on --build-threads threads (annex_threads, OpenBLAS,
+FAISS's OpenMP); every query runs on one thread. FAISS's IVF-PQ reuses the
+coarse quantizer its IVF-Flat trained when that section ran (same k-means).
+--vec1 prints the IVF-PQ rows against SQLite vec1's figures on 1M x 128
+(../shared/peers/README.md).
 """
 import argparse
 import os
@@ -34,10 +41,18 @@ AP.add_argument("--repeat", type=int, default=3)
 AP.add_argument("--m", type=int, default=0, help="pq sub-quantizers")
 AP.add_argument("--rerank", type=int, default=4)
 AP.add_argument("--iters", type=int, default=10, help="k-means iterations")
-AP.add_argument("--skip", default="", help="comma list: flat,sq8,pq,kmeans")
+AP.add_argument("--skip", default="",
+                help="comma list: flat,sq8,pq,kmeans,faiss-pq (FAISS's "
+                "IVF-PQ peer only)")
 AP.add_argument("--db-dir", default="/tmp")
+AP.add_argument("--build-threads", type=int, default=1,
+                help="threads for training and assignment (queries: 1)")
+AP.add_argument("--probes", default="1,2,4,8,12,16,24,32,48,64,96,128",
+                help="comma list of nprobe values")
+AP.add_argument("--vec1", action="store_true",
+                help="compare IVF-PQ with vec1's 1M x 128 figures")
 ARGS = AP.parse_args()
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, ARGS.build_threads))
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import math  # noqa: E402
@@ -46,10 +61,25 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
+import ctypes  # noqa: E402
+
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 faiss.omp_set_num_threads(1)
+try:  # the one OpenBLAS that FAISS links and annex dlopens
+    OPENBLAS = ctypes.CDLL("libopenblas.so.0")
+except OSError:
+    OPENBLAS = None
+
+
+def set_threads(n, db=None):
+    """Threads of FAISS's OpenMP, OpenBLAS and (through db) annex."""
+    faiss.omp_set_num_threads(n)
+    if OPENBLAS is not None:
+        OPENBLAS.openblas_set_num_threads(n)
+    if db is not None:
+        db.execute("SELECT annex_threads(?)", (n,)).fetchall()
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = set(s for s in ARGS.skip.split(",") if s)
 
@@ -70,7 +100,7 @@ NLIST = ARGS.nlist or max(1, int(round(4 * math.sqrt(N))))
 M = ARGS.m
 if M == 0:  # annex's default would be dims/4; bench a 1/32 code
     M = max(x for x in range(1, D // 8 + 1) if D % x == 0)
-PROBES = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+PROBES = [int(x) for x in ARGS.probes.split(",") if x]
 
 
 def recall(ids):
@@ -108,6 +138,7 @@ def annex_db(kind, params):
     if fresh:
         db.execute("CREATE VIRTUAL TABLE t USING annex(v float[%d], "
                    "index=ivf(nlist=%d, %s))" % (D, NLIST, params))
+        set_threads(ARGS.build_threads, db)
         t = time.perf_counter()
         db.execute("BEGIN")
         # 39 x nlist rows or more: training runs at this commit.
@@ -117,6 +148,7 @@ def annex_db(kind, params):
         t = time.perf_counter()
         db.execute("COMMIT")
         t_train = time.perf_counter() - t
+    set_threads(1, db)
     db.execute("SELECT rowid FROM t LIMIT 1").fetchall()  # connect t
     info = dict(db.execute("SELECT key, value FROM annex_info('t')"))
     assert info["ivf_state"] == "trained", info["ivf_state"]
@@ -167,9 +199,11 @@ def report(name, ra, rf):
     print("| nprobe | annex recall@10 | annex QPS | FAISS recall@10 | "
           "FAISS QPS |")
     print("|---|---|---|---|---|")
-    for a, f in zip(ra, rf):
-        print("| %d | %.4f | %.0f | %.4f | %.0f |" % (a[0], a[1], a[2], f[1],
-                                                    f[2]))
+    for i, a in enumerate(ra):
+        f = rf[i] if i < len(rf) else None
+        print("| %d | %.4f | %.0f | %s | %s |" % (
+            a[0], a[1], a[2], "%.4f" % f[1] if f else "-",
+            "%.0f" % f[2] if f else "-"))
     a, f = at_095(ra), at_095(rf)
     if a and f:
         print("at recall@10 >= 0.95: annex nprobe=%d %.0f QPS, FAISS "
@@ -179,10 +213,20 @@ def report(name, ra, rf):
 
 
 def train_faiss(index):
+    set_threads(ARGS.build_threads)
     t = time.perf_counter()
     index.train(BASE)
     index.add(BASE)
-    return time.perf_counter() - t
+    sec = time.perf_counter() - t
+    set_threads(1)
+    return sec
+
+
+def at_recall(rows, target):
+    for p, r, qps in rows:
+        if r >= target:
+            return p, r, qps
+    return None
 
 
 def quantizer(metric_l2=True):
@@ -190,8 +234,10 @@ def quantizer(metric_l2=True):
 
 
 def main():
-    print("# ivf_peers: %s, annex %s, faiss %s" % (ARGS.dataset, ARGS.annex,
-                                                 faiss.__version__))
+    print("# ivf_peers: %s, annex %s, faiss %s; build threads %d, query "
+          "threads 1" % (ARGS.dataset, ARGS.annex, faiss.__version__,
+                         ARGS.build_threads))
+    flat_q = None
     if "flat" not in SKIP:
         db, info, tl, tt = annex_db("flat", "quantizer=flat")
         ra = annex_sweep(db)
@@ -199,8 +245,10 @@ def main():
         fi = faiss.IndexIVFFlat(q, D, NLIST)
         fi.cp.niter = ARGS.iters
         tf = train_faiss(fi)
+        flat_q = q
         report("IVF-Flat (annex load %.1fs, train+assign %.1fs; FAISS "
-               "train+add %.1fs)" % (tl, tt, tf), ra, faiss_sweep(fi, ivfpq))
+               "train+add %.1fs)" % (tl, tt, tf), ra, faiss_sweep(fi))
+        del db, fi
     if "sq8" not in SKIP:
         db, info, tl, tt = annex_db("sq8", "quantizer=sq8, rerank=2")
         ra = annex_sweep(db)
@@ -215,17 +263,42 @@ def main():
         db, info, tl, tt = annex_db(
             "pq%d" % M, "quantizer=pq, m=%d, rerank=%d" % (M, ARGS.rerank))
         ra = annex_sweep(db)
-        q = quantizer()
-        ivfpq = faiss.IndexIVFPQ(q, D, NLIST, M, 8)
-        ivfpq.cp.niter = ARGS.iters
-        fi = faiss.IndexRefineFlat(ivfpq)
-        fi.k_factor = ARGS.rerank
-        tf = train_faiss(fi)
+        mem = dict(db.execute("SELECT key, value FROM annex_info('t')"))
         code = NLIST * D * 4 + N * M
-        report("IVF-PQ m=%d + rerank %d (index bytes %d = %.4f of raw %d; "
-               "annex train+assign %.1fs, FAISS %.1fs)" % (
-                   M, ARGS.rerank, code, code / (N * D * 4.0), N * D * 4,
-                   tt, tf), ra, faiss_sweep(fi, ivfpq))
+        if "faiss-pq" in SKIP:
+            report("IVF-PQ m=%d + rerank %d (index bytes %d = %.4f of raw "
+                   "%d; annex load %.1fs, train+assign %.1fs, memory_index "
+                   "%s after the sweep; FAISS not run)" % (
+                       M, ARGS.rerank, code, code / (N * D * 4.0), N * D * 4,
+                       tl, tt, mem.get("memory_index")), ra, [])
+        else:
+            q = flat_q or quantizer()
+            ivfpq = faiss.IndexIVFPQ(q, D, NLIST, M, 8)
+            ivfpq.cp.niter = ARGS.iters
+            fi = faiss.IndexRefineFlat(ivfpq)
+            fi.k_factor = ARGS.rerank
+            tf = train_faiss(fi)
+            report("IVF-PQ m=%d + rerank %d (index bytes %d = %.4f of raw %d; "
+                   "annex load %.1fs, train+assign %.1fs, memory_index %s after "
+                   "the sweep; FAISS %s %.1fs)" % (
+                       M, ARGS.rerank, code, code / (N * D * 4.0), N * D * 4,
+                       tl, tt, mem.get("memory_index"),
+                       "PQ train + add (coarse quantizer of IVF-Flat)"
+                       if flat_q else "train + add", tf), ra,
+                   faiss_sweep(fi, ivfpq))
+        if ARGS.vec1:
+            # ../shared/peers/README.md: IVF2048-PQ32, 1M x 128 clustered,
+            # one query thread (with PRAGMA mmap_size in brackets)
+            for rv, qv, qm in ((0.965, 1178, 1762), (0.995, 582, 831)):
+                a = at_recall(ra, rv)
+                if a:
+                    print("vec1 %.0f QPS (%.0f with mmap) at recall %.3f; "
+                          "annex nprobe=%d recall %.4f %.0f QPS: %.2fx "
+                          "(%.2fx of mmap)" % (qv, qm, rv, a[0], a[1], a[2],
+                                               a[2] / qv, a[2] / qm))
+                else:
+                    print("vec1 %.0f QPS at recall %.3f; annex does not "
+                          "reach it in this sweep" % (qv, rv))
     if "kmeans" not in SKIP:
         exe = os.path.join(ARGS.db_dir, "ivf_kmeans_bench")
         root = os.path.dirname(HERE)
@@ -243,22 +316,25 @@ def main():
             subprocess.check_call(cc + flags + ["-c", os.path.join(idx, f),
                                                 "-o", objs[-1]])
         subprocess.check_call(cc + ["-o", exe] + src + objs + ["-lm", "-ldl"])
+        bt = max(1, ARGS.build_threads)
         out = subprocess.check_output(
             [exe, os.path.join(ARGS.dataset, "base.fvecs"), str(NLIST),
-             str(ARGS.iters), "256", "1", str(ARGS.repeat)],
-            env=dict(os.environ, OPENBLAS_NUM_THREADS="1")).decode()
+             str(ARGS.iters), "256", str(bt), str(ARGS.repeat)],
+            env=dict(os.environ, OPENBLAS_NUM_THREADS=str(bt))).decode()
         ta = statistics.median(float(l.split()[1]) for l in out.splitlines())
         tf = []
+        set_threads(bt)
         for _ in range(ARGS.repeat):
             km = faiss.Kmeans(D, NLIST, niter=ARGS.iters, seed=1234,
                               max_points_per_centroid=256, verbose=False)
             t = time.perf_counter()
             km.train(BASE)
             tf.append(time.perf_counter() - t)
+        set_threads(1)
         print("\n## k-means k=%d, %d iterations, <= 256 points per "
-              "centroid, 1 thread: annex %.2fs, FAISS %.2fs: ratio %.2fx" %
-              (NLIST, ARGS.iters, ta, statistics.median(tf),
-               ta / statistics.median(tf)))
+              "centroid, %d thread(s): annex %.2fs, FAISS %.2fs: ratio %.2fx"
+              % (NLIST, ARGS.iters, bt, ta, statistics.median(tf),
+                 ta / statistics.median(tf)))
 
 
 main()
