@@ -359,6 +359,7 @@ static void ctx_destroy(Ctx *c) {
   if (p->st) (void)cudaStreamSynchronize(p->st);
   if (p->st2) (void)cudaStreamSynchronize(p->st2);
   table_free(p);
+  gpu_kmeans_release(p);
   for (int i = 0; i < SC_COUNT; i++) gpu_free(p->aScratch[i]);
   if (c->h.pIn) cudaFreeHost(c->h.pIn);
   if (c->h.pOut) cudaFreeHost(c->h.pOut);
@@ -922,6 +923,15 @@ static int x_test_control(void *ctx, int eOp, long iArg) {
   }
 }
 
+static int x_kmeans_assign(void *ctx, const float *aX, size_t n,
+                           size_t nDim, const float *aC, size_t k,
+                           unsigned flags, int32_t *aAssign, float *aScore) {
+  GpuCtx *p = &((Ctx *)ctx)->g;
+  int rc = enter(p);
+  if (rc) return rc;
+  return gpu_kmeans_assign(p, aX, n, nDim, aC, k, flags, aAssign, aScore);
+}
+
 static const annex_cuda_api g_api = {
     ANNEX_CUDA_ABI_VERSION,
     ANNEX_CUDA_MAX_CAND,
@@ -939,6 +949,7 @@ static const annex_cuda_api g_api = {
     x_stats,
     x_measure,
     x_test_control,
+    x_kmeans_assign,
 };
 
 extern "C" __attribute__((visibility("default"))) const annex_cuda_api *

@@ -100,7 +100,11 @@
 extern "C" {
 #endif
 
-#define ANNEX_CUDA_ABI_VERSION 1
+#define ANNEX_CUDA_ABI_VERSION 2
+/* Version history: 1 k-NN (xInfo .. xTestControl); 2 appends
+** xKmeansAssign. A caller that needs a function of version V checks
+** iVersion >= V before using it (older plugins lack the member). */
+#define ANNEX_CUDA_ABI_KMEANS 2
 #define ANNEX_CUDA_ENTRY "annex_cuda_plugin"
 
 /* Result codes. */
@@ -159,6 +163,14 @@ extern "C" {
 #define ANNEX_CUDA_TEST_LOSE_DEVICE 3 /* behave as a lost device from now */
 /* Environment, read by xOpen: ANNEX_CUDA_FAIL_ALLOC=N acts as
 ** TEST_FAIL_ALLOC N from the start (xOpen's own allocations count). */
+
+/* xKmeansAssign flags. */
+#define ANNEX_CUDA_KM_IP 0x1     /* nearest = largest inner product */
+#define ANNEX_CUDA_KM_HOLD_X 0x2 /* keep the vectors resident after the
+                                 ** call, for a later ANNEX_CUDA_KM_REUSE_X */
+#define ANNEX_CUDA_KM_REUSE_X 0x4 /* aX is what the previous call (made with
+                                 ** KM_HOLD_X, same n and nDim) uploaded:
+                                 ** use the resident copy, aX is not read */
 
 /* One result. 24 bytes; the device writes this layout directly. */
 typedef struct annex_cuda_hit {
@@ -251,6 +263,25 @@ typedef struct annex_cuda_api {
 
   /* Fault injection (ANNEX_CUDA_TEST_*). */
   int (*xTestControl)(void *ctx, int eOp, long iArg);
+
+  /* ---- version 2 (ANNEX_CUDA_ABI_KMEANS) ---- */
+
+  /* k-means assignment: for each of the n vectors aX (row-major, n x nDim)
+  ** the nearest of the k centroids aC (k x nDim), as annex_kmeans_assign
+  ** (ext/index/kmeans.h) computes it: by l2, score |x|^2 + min_j (|c_j|^2
+  ** - 2 x.c_j) clamped at 0, or with ANNEX_CUDA_KM_IP the largest x.c_j,
+  ** score -x.c_j; x.c from one fp32 cuBLAS product (no TF32), first index
+  ** on ties. aAssign[i] gets the index, aScore[i] (may be NULL) the score.
+  ** The result equals the CPU's except where two centroids' scores for a
+  ** vector are equal within float rounding (the summation orders differ).
+  ** Independent of the k-NN table (neither is touched). Memory: the
+  ** vectors, the centroids and a block of products, taken per call (and
+  ** the vectors kept with ANNEX_CUDA_KM_HOLD_X until the next call without
+  ** KM_REUSE_X, or xClose). Synchronous. NOMEM/LAUNCH leave the context
+  ** usable (and drop any held vectors). */
+  int (*xKmeansAssign)(void *ctx, const float *aX, size_t n, size_t nDim,
+                       const float *aC, size_t k, unsigned flags,
+                       int32_t *aAssign, float *aScore);
 } annex_cuda_api;
 
 /* The one exported symbol. Never NULL. */

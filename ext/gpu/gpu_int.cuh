@@ -79,6 +79,11 @@ struct GpuCtx {
   size_t anScratch[SC_COUNT];
 
   annex_cuda_stats stats;
+
+  /* xKmeansAssign (kmeans.cu): vectors held between calls (KM_HOLD_X). */
+  float *dKmX;            /* nKmX x nKmDim, or NULL */
+  float *dKmXn;           /* |x|^2 of each */
+  size_t nKmX, nKmDim;
 };
 
 /* Record an error message (printf-style) and return rc. */
@@ -97,6 +102,13 @@ int gpu_malloc(GpuCtx *p, void **pp, size_t nByte, const char *zWhat);
 
 /* Scratch buffer iSlot of at least nByte bytes (contents undefined). */
 int gpu_scratch(GpuCtx *p, int iSlot, size_t nByte, void **pp);
+
+/* kmeans.cu: xKmeansAssign after enter(); gpu_kmeans_release frees the held
+** vectors (xClose, failures). */
+int gpu_kmeans_assign(GpuCtx *p, const float *aX, size_t n, size_t nDim,
+                      const float *aC, size_t k, unsigned flags,
+                      int32_t *aAssign, float *aScore);
+void gpu_kmeans_release(GpuCtx *p);
 
 /* Per-query parameters computed on the device (qprep). */
 struct QParam {

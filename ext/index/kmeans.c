@@ -311,6 +311,7 @@ int annex_kmeans_train(const float *aX, size_t n, size_t nDim,
   size_t *aCount = NULL, nS;
   const float *aS;
   int rc = ANNEX_KMEANS_NOMEM;
+  int bHook = p->xAssign != NULL;
 
   if (k == 0 || n < k) return ANNEX_KMEANS_TOO_FEW;
   aS = kmeans_sample(aX, n, nDim, k * nMax, &rng, &aOwn, &nS);
@@ -323,8 +324,18 @@ int annex_kmeans_train(const float *aX, size_t n, size_t nDim,
     rc = kmeans_init(aS, nS, nDim, k, aOwn != NULL, &rng, aCentroid);
   }
   for (int it = 1; rc == ANNEX_KMEANS_OK && it <= nIter; it++) {
-    rc = annex_kmeans_assign(aS, nS, nDim, aCentroid, k, 0, p->nThread,
-                             aAssign, aScore);
+    int bDone = 0;
+    if (bHook) { /* the sample stays on the device between iterations */
+      unsigned f = (it > 1 ? ANNEX_KMEANS_REUSE_X : 0) |
+                   (it < nIter ? ANNEX_KMEANS_HOLD_X : 0);
+      bDone = p->xAssign(p->pAssignCtx, aS, nS, nDim, aCentroid, k, 0, f,
+                         aAssign, aScore) == 0;
+      if (!bDone) bHook = 0; /* CPU from here on */
+    }
+    if (!bDone) {
+      rc = annex_kmeans_assign(aS, nS, nDim, aCentroid, k, 0, p->nThread,
+                               aAssign, aScore);
+    }
     if (rc != ANNEX_KMEANS_OK) break;
     obj = 0;
     for (size_t i = 0; i < nS; i++) obj += aScore[i];

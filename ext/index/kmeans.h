@@ -16,6 +16,11 @@
 **     (cblas_sgemm found at run time, blas.h) per block of vectors; without
 **     a BLAS (ANNEX_BLAS_LIBRARY=none) the SIMD l2 kernel scores each pair.
 **     The per-row argmin runs in parallel with OpenMP when built with it.
+**     With p->xAssign set (the GPU), the training loop asks it first (the
+**     training sample stays on the device across iterations) and falls
+**     back to the CPU on any failure; assignments then equal the CPU's up
+**     to scores tied within float rounding, so centroids may differ in the
+**     last bits from a CPU-only run (not bit for bit).
 **   - Update: centroid = mean of its vectors, summed in double, serially
 **     (deterministic). An empty cluster takes half of a populated cluster:
 **     it copies that centroid with a small symmetric perturbation (the
@@ -41,6 +46,20 @@
 typedef int (*annex_kmeans_progress_fn)(void *pCtx, int iIter, int nIter,
                                         double rObjective);
 
+/* Optional assignment on another engine (the GPU, ext/vtab/gpu.c): the
+** nearest of the k centroids aC for the n vectors aX, as
+** annex_kmeans_assign (bIP, aAssign, aScore alike). flags: HOLD_X, keep aX
+** for the next call; REUSE_X, aX is the previous call's (made with HOLD_X),
+** unchanged. Returns 0 when it did the work; non-zero means "not done": the
+** caller then assigns on the CPU, and does not call it again in this
+** training (it may have dropped what it held). */
+#define ANNEX_KMEANS_HOLD_X 0x2
+#define ANNEX_KMEANS_REUSE_X 0x4
+typedef int (*annex_kmeans_assign_fn)(void *pCtx, const float *aX, size_t n,
+                                      size_t nDim, const float *aC, size_t k,
+                                      int bIP, unsigned flags,
+                                      int32_t *aAssign, float *aScore);
+
 typedef struct annex_kmeans_params {
   int k;                  /* clusters, >= 1 */
   int nIter;              /* Lloyd iterations (<= 0: 20) */
@@ -49,6 +68,8 @@ typedef struct annex_kmeans_params {
   int nThread;            /* OpenMP threads for assignment (<= 1: serial) */
   annex_kmeans_progress_fn xProgress; /* or NULL */
   void *pProgressCtx;     /* first argument of xProgress */
+  annex_kmeans_assign_fn xAssign; /* or NULL: assignment on the CPU */
+  void *pAssignCtx;       /* first argument of xAssign */
 } annex_kmeans_params;
 
 /* Train p->k centroids of nDim floats on the n vectors aX (row-major) into

@@ -867,6 +867,10 @@ static int ivf_fill_lists(ivf_ann *h, const sqlite3_int64 *aSlot,
                           const float *aVec, size_t n) {
   annex_table *p = h->base.pTab;
   size_t d = h->ivf.nDim, sz = h->ivf.szEntry, nB = 1024;
+  /* Under device=auto|gpu, blocks large enough for the GPU's assignment
+  ** (annex_gpu_kmeans_assign; about 16 MiB of prepared vectors). */
+  int bGpu = p->pConfig->eDevice != ANNEX_DEVICE_CPU;
+  if (bGpu) nB = (size_t)1 << 22 >= d * 1024 ? ((size_t)1 << 22) / d : 1024;
   int32_t *aL = sqlite3_malloc64(sizeof(int32_t) * nB);
   float *aP = sqlite3_malloc64(sizeof(float) * d * nB);
   int rc = aL && aP ? ivf_write_buffers(h) : SQLITE_NOMEM;
@@ -877,8 +881,14 @@ static int ivf_fill_lists(ivf_ann *h, const sqlite3_int64 *aSlot,
     for (size_t i = 0; i < m; i++) {
       annex_ivf_prepare(&h->ivf, aVec + (i0 + i) * d, aP + i * d);
     }
-    rc = ivf_core_rc(annex_ivf_assign(&h->ivf, aP, m, annex_build_threads(),
-                                      aL));
+    if (!bGpu || annex_gpu_kmeans_assign(p, aP, m, d, h->ivf.aCentroid,
+                                         (size_t)h->ivf.nList,
+                                         h->ivf.eMetric == ANNEX_METRIC_IP, 0,
+                                         aL, NULL) != 0) {
+      bGpu = 0; /* CPU from here on */
+      rc = ivf_core_rc(annex_ivf_assign(&h->ivf, aP, m,
+                                        annex_build_threads(), aL));
+    }
     for (size_t i = 0; i < m && rc == SQLITE_OK; i++) {
       ivf_list *l = &h->aList[aL[i]];
       rc = ivf_list_reserve(h, l, 1);
@@ -993,6 +1003,8 @@ static int ivf_train(ivf_ann *h, int bAuto) {
     kp.nThread = annex_build_threads();
     kp.xProgress = ivf_train_progress;
     kp.pProgressCtx = h;
+    kp.xAssign = annex_gpu_kmeans_assign; /* the GPU when it pays (gpu.c) */
+    kp.pAssignCtx = p;
     annex_progress_set(p, "ivf train", 0, IVF_TRAIN_ITER);
     rc = ivf_core_rc(annex_ivf_train(&h->ivf, aVec, n, &kp));
   }

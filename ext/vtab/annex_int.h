@@ -374,6 +374,14 @@ int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
 int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
                    int (*)(void *, const char *, const char *));
 void annex_gpu_free(struct annex_gpu *g);
+/* k-means assignment on the GPU for table pTab (an annex_table *): the
+** annex_kmeans_assign_fn hook of ext/index/kmeans.h (flags as there).
+** Returns 0 when the device did it, non-zero when the caller must assign on
+** the CPU (device=cpu, under auto too little work, no plugin or device, a
+** device failure). */
+int annex_gpu_kmeans_assign(void *pTab, const float *aX, size_t n,
+                            size_t nDim, const float *aC, size_t k, int bIP,
+                            unsigned flags, int32_t *aAssign, float *aScore);
 /* Tests: the next device call of any table first applies
 ** xTestControl(eOp, iArg) (ANNEX_CUDA_TEST_*). */
 void annex_gpu_test_inject(int eOp, long iArg);

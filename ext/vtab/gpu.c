@@ -49,6 +49,7 @@
 #endif
 #include "annex_int.h"
 #include "../gpu/annex_cuda.h"
+#include "../index/kmeans.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -87,6 +88,13 @@ extern int dladdr(const void *, Dl_info *);
 #ifndef ANNEX_GPU_AUTO_MIN
 #define ANNEX_GPU_AUTO_MIN (1024.0 * 1024)
 #endif
+/* device=auto: k-means assignment (IVF training) on the GPU from this much
+** work per call (vectors x centroids x dims): 2^28 multiply-adds, a few
+** milliseconds of BLAS on the CPU, against the device's fixed cost of
+** moving the vectors once (RESULTS.md, k-means section). */
+#ifndef ANNEX_GPU_KMEANS_MIN
+#define ANNEX_GPU_KMEANS_MIN (268435456.0)
+#endif
 /* Queries per xKnn call of a batch (bounds the plugin's scratch). */
 #define GPU_QUERY_GROUP 8192
 /* Most threads re-scoring a batch's candidates. */
@@ -121,6 +129,9 @@ typedef struct annex_gpu {
   double rKnnMs;             /* ... in xKnn (host wall) */
   double rDeviceMs;          /* ... device time of its xKnn (events) */
   double rCertifyMs;         /* ... re-scoring on the CPU */
+  sqlite3_int64 nKmGpu;      /* k-means assignments done on the GPU */
+  sqlite3_int64 nKmFail;     /* ... tried there and failed (CPU did them) */
+  double rKmMs;              /* host wall time in the GPU assignments */
 } annex_gpu;
 
 static int gpu_gInject;
@@ -858,6 +869,46 @@ int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
   return rc;
 }
 
+/* k-means assignment (IVF training) **************************************/
+
+/* The kmeans.h assignment hook (annex_kmeans_assign_fn) for table pTab:
+** 0 when the GPU did it, non-zero when the CPU must (device=cpu, too little
+** work under auto, no plugin/device, a plugin older than the kmeans ABI,
+** or a device failure; LOST also closes the table's context). */
+int annex_gpu_kmeans_assign(void *pTab, const float *aX, size_t n,
+                            size_t nDim, const float *aC, size_t k, int bIP,
+                            unsigned flags, int32_t *aAssign, float *aScore) {
+  annex_table *p = (annex_table *)pTab;
+  int eDevice = p->pConfig->eDevice;
+  annex_gpu *g;
+  double t0;
+  unsigned f = (bIP ? ANNEX_CUDA_KM_IP : 0) |
+               (flags & ANNEX_KMEANS_HOLD_X ? ANNEX_CUDA_KM_HOLD_X : 0) |
+               (flags & ANNEX_KMEANS_REUSE_X ? ANNEX_CUDA_KM_REUSE_X : 0);
+  int rc;
+  if (eDevice == ANNEX_DEVICE_CPU) return -1;
+  if (eDevice == ANNEX_DEVICE_AUTO &&
+      (double)n * (double)k * (double)nDim < ANNEX_GPU_KMEANS_MIN) {
+    return -1;
+  }
+  g = gpu_state(p);
+  if (g == NULL || gpu_plugin() == NULL ||
+      gpu_gApi->iVersion < ANNEX_CUDA_ABI_KMEANS || gpu_open_context(g) != 0) {
+    return -1;
+  }
+  gpu_apply_injection(g);
+  t0 = gpu_now_ms();
+  rc = gpu_gApi->xKmeansAssign(g->ctx, aX, n, nDim, aC, k, f, aAssign, aScore);
+  g->rKmMs += gpu_now_ms() - t0;
+  if (rc == ANNEX_CUDA_OK) {
+    g->nKmGpu++;
+    return 0;
+  }
+  g->nKmFail++;
+  if (rc == ANNEX_CUDA_LOST) gpu_mark_dead(g, "k-means assignment");
+  return -1;
+}
+
 /* annex_info *************************************************************/
 
 static const char *plugin_status(void) {
@@ -933,6 +984,11 @@ int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
     rc = gpu_fact(pCtx, xGpuFact, "gpu_last_ms", sqlite3_mprintf(
         "'call=%.3f knn=%.3f device=%.3f certify=%.3f'", g->rCallMs,
         g->rKnnMs, g->rDeviceMs, g->rCertifyMs));
+  }
+  if (rc == SQLITE_OK && g && (g->nKmGpu || g->nKmFail)) {
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_kmeans", sqlite3_mprintf(
+        "'assignments=%lld failed=%lld ms=%.1f'", g->nKmGpu, g->nKmFail,
+        g->rKmMs));
   }
   if (rc == SQLITE_OK) {
     rc = gpu_fact(pCtx, xGpuFact, "gpu_fallbacks",
