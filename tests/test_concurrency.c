@@ -3,17 +3,30 @@
 ** same WAL database.
 **
 ** The writer commits transactions that insert 20 rows, delete 5 and move
-** 5 vectors. Each reader, inside one read transaction (one snapshot), runs
+** 5 vectors (every third also writes inside a savepoint it rolls back;
+** every seventh is followed by a whole transaction rolled back). Each reader, inside one read transaction (one snapshot), runs
 ** a k-NN query (every other time with a metadata filter), then reads every
 ** row and checks that the k-NN answer equals the brute-force top k of that
 ** same snapshot, and that the row count is the initial count plus whole
 ** writer transactions (a half-applied write would break it).
 **
-** Runs 3 s by default; ANNEX_CONCURRENCY_SECONDS=60 for the long mode.
+** The same on an index=hnsw table (test_writer_and_readers_hnsw): the
+** writer also runs 'optimize' now and then (its own transaction), and each
+** reader's k-NN goes through the graph, so it is checked for consistency
+** with the snapshot instead of equality: every returned row exists in the
+** snapshot (read in the same read transaction), its returned distance is
+** the one computed here in double precision from that row's vector, rows
+** are distinct and in order, the filter holds, an unfiltered query returns
+** min(k, rows) rows, and recall@10 (by distance, against the exact scan of
+** the same snapshot) averages at least 0.9 per reader.
+**
+** Runs 3 s per table by default; ANNEX_CONCURRENCY_SECONDS=60 for the long
+** mode.
 */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +40,11 @@
 
 #include "annex.h"
 
-enum { D = 16, K = 10, INITIAL = 100, NET = 15, READERS = 4 };
+enum { D = 16, K = 10, NET = 15, READERS = 4 };
+
+/* The table under test: 0 flat (exact k-NN), 1 index=hnsw. */
+static int g_bHnsw;
+static int g_nInitial; /* rows loaded before the writer starts */
 
 static double now(void) {
   struct timespec t;
@@ -85,8 +102,28 @@ static void writer(const char *zPath, double tEnd) {
                            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
                            v[8], v[9], v[10], v[11], v[12], v[13], v[14],
                            v[15]);
+    /* every third transaction also writes inside a savepoint it rolls
+    ** back: those rows must never be seen */
+    if (ok && nTxn % 3 == 1) {
+      ok = exec_ok(db, "SAVEPOINT sp") && insert_rows(db, &seed, 7) &&
+           exec_ok(db, "DELETE FROM t WHERE rowid IN (SELECT rowid FROM t "
+                       "ORDER BY random() LIMIT 3)") &&
+           exec_ok(db, "ROLLBACK TO sp") && exec_ok(db, "RELEASE sp");
+    }
     ok = ok && zSql && exec_ok(db, zSql) && exec_ok(db, "COMMIT");
     sqlite3_free(zSql);
+    /* and every seventh, a whole transaction rolled back */
+    if (ok && nTxn % 7 == 3) {
+      ok = exec_ok(db, "BEGIN IMMEDIATE") && insert_rows(db, &seed, 20) &&
+           exec_ok(db, "DELETE FROM t WHERE rowid IN (SELECT rowid FROM t "
+                       "ORDER BY random() LIMIT 5)") &&
+           exec_ok(db, "ROLLBACK");
+    }
+    /* hnsw: drop the tombstones and re-link now and then, so readers'
+    ** cached graphs go stale in that way too */
+    if (ok && g_bHnsw && nTxn % 25 == 24) {
+      ok = exec_ok(db, "INSERT INTO t(t) VALUES('optimize')");
+    }
     if (!ok) {
       fprintf(stderr, "writer: %s\n", sqlite3_errmsg(db));
       _exit(2);
@@ -177,7 +214,80 @@ static int read_once(sqlite3 *db, unsigned *pSeed, int bFilter) {
     n++;
   }
   sqlite3_finalize(s);
-  if (n != nWant || (nRows - INITIAL) % NET != 0) {
+  if (n != nWant || (nRows - g_nInitial) % NET != 0) {
+    fprintf(stderr, "reader: %d of %d rows, %lld rows in the snapshot\n", n,
+            nWant, nRows);
+    return 0;
+  }
+  return exec_ok(db, "COMMIT");
+}
+
+/* The row's tag, or -1 when the snapshot has no such row. */
+static int row_tag(sqlite3 *db, int64_t iRowid) {
+  sqlite3_stmt *s;
+  int t = -1;
+  if (sqlite3_prepare_v2(db, "SELECT tag FROM t WHERE rowid = ?", -1, &s, 0)) {
+    _exit(7);
+  }
+  sqlite3_bind_int64(s, 1, iRowid);
+  if (sqlite3_step(s) == SQLITE_ROW) t = sqlite3_column_int(s, 0);
+  sqlite3_finalize(s);
+  return t;
+}
+
+/* One snapshot of the hnsw table: the k-NN through the graph, then the
+** exact scan of the same snapshot; every returned row is checked against
+** the snapshot, and the hits (rows within the k-th exact distance) are
+** added to *pnHit of *pnWant. */
+static int read_once_hnsw(sqlite3 *db, unsigned *pSeed, int bFilter,
+                          long *pnHit, long *pnWant) {
+  sqlite3_stmt *s;
+  float q[D];
+  double aWant[K], rKth, rPrev = -1;
+  int64_t aGot[K];
+  long long nRows;
+  int n = 0, nWant;
+  rand_vec(pSeed, q);
+  if (!exec_ok(db, "BEGIN")) return 0;
+  if (sqlite3_prepare_v2(db, bFilter ? "SELECT rowid, distance FROM t WHERE "
+                                       "v MATCH ? AND k = 10 AND tag = 1"
+                                     : "SELECT rowid, distance FROM t WHERE "
+                                       "v MATCH ? AND k = 10",
+                         -1, &s, 0) != SQLITE_OK) {
+    return 0;
+  }
+  sqlite3_bind_blob(s, 1, q, sizeof(q), SQLITE_STATIC);
+  nWant = brute_force(db, q, bFilter, aWant, &nRows);
+  rKth = nWant > 0 ? aWant[nWant - 1] : 0;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(s, 0);
+    double rGot = sqlite3_column_double(s, 1);
+    double d = row_dist(db, id, q), r = d < 0 ? -1 : sqrt(d);
+    if (n >= K || d < 0 || fabs(rGot - r) > 1e-4 * (1 + r) ||
+        rGot < rPrev - 1e-6 * (1 + rPrev) ||
+        (bFilter && row_tag(db, id) != 1)) {
+      fprintf(stderr, "reader: rank %d is row %lld at distance %.6f; in the "
+              "snapshot it is %s at %.6f (previous rank at %.6f)\n", n,
+              (long long)id, rGot, d < 0 ? "missing" : "present", r, rPrev);
+      return 0;
+    }
+    for (int i = 0; i < n; i++) {
+      if (aGot[i] == id) {
+        fprintf(stderr, "reader: row %lld returned twice\n", (long long)id);
+        return 0;
+      }
+    }
+    aGot[n++] = id;
+    rPrev = rGot;
+    if (d <= rKth + 1e-5 * (1 + rKth)) (*pnHit)++;
+  }
+  if (sqlite3_finalize(s) != SQLITE_OK) {
+    fprintf(stderr, "reader: k-NN: %s\n", sqlite3_errmsg(db));
+    return 0;
+  }
+  *pnWant += nWant;
+  if ((!bFilter && n != nWant) || n > nWant ||
+      (nRows - g_nInitial) % NET != 0) {
     fprintf(stderr, "reader: %d of %d rows, %lld rows in the snapshot\n", n,
             nWant, nRows);
     return 0;
@@ -187,18 +297,28 @@ static int read_once(sqlite3 *db, unsigned *pSeed, int bFilter) {
 
 static void reader(const char *zPath, double tEnd, unsigned seed) {
   sqlite3 *db = open_db(zPath);
-  long n = 0;
+  long n = 0, nHit = 0, nWant = 0;
   while (now() < tEnd) {
-    if (!read_once(db, &seed, (int)(n & 1))) _exit(4);
+    int ok = g_bHnsw ? read_once_hnsw(db, &seed, (int)(n & 1), &nHit, &nWant)
+                     : read_once(db, &seed, (int)(n & 1));
+    if (!ok) _exit(4);
     n++;
   }
   sqlite3_close(db);
-  printf("# reader: %ld snapshots checked\n", n);
-  fflush(stdout);
+  if (g_bHnsw) {
+    double r = nWant ? (double)nHit / (double)nWant : 0;
+    printf("# reader: %ld snapshots checked, recall@10 %.4f (%ld of %ld)\n",
+           n, r, nHit, nWant);
+    fflush(stdout);
+    if (r < 0.9) _exit(8);
+  } else {
+    printf("# reader: %ld snapshots checked\n", n);
+    fflush(stdout);
+  }
   _exit(n > 0 ? 0 : 5);
 }
 
-static void test_writer_and_readers(void **state) {
+static void run_writer_and_readers(int bHnsw) {
   char zDir[] = "/tmp/annex-conc-XXXXXX";
   char zPath[64];
   const char *zSec = getenv("ANNEX_CONCURRENCY_SECONDS");
@@ -206,14 +326,18 @@ static void test_writer_and_readers(void **state) {
   pid_t aPid[READERS + 1];
   unsigned seed = 1;
   sqlite3 *db;
-  (void)state;
+  g_bHnsw = bHnsw;
+  g_nInitial = bHnsw ? 1000 : 100;
   assert_non_null(mkdtemp(zDir));
   snprintf(zPath, sizeof(zPath), "%s/conc.db", zDir);
   db = open_db(zPath);
   assert_true(exec_ok(db, "PRAGMA journal_mode=WAL"));
-  assert_true(exec_ok(db, "CREATE VIRTUAL TABLE t USING annex(v float[16], "
-                          "tag integer, chunk_size=64)"));
-  assert_true(exec_ok(db, "BEGIN") && insert_rows(db, &seed, INITIAL) &&
+  assert_true(exec_ok(db, bHnsw ? "CREATE VIRTUAL TABLE t USING annex(v "
+                                  "float[16], tag integer, chunk_size=64, "
+                                  "index=hnsw(m=8, ef_construction=64))"
+                                : "CREATE VIRTUAL TABLE t USING annex(v "
+                                  "float[16], tag integer, chunk_size=64)"));
+  assert_true(exec_ok(db, "BEGIN") && insert_rows(db, &seed, g_nInitial) &&
               exec_ok(db, "COMMIT"));
   sqlite3_close(db);
   tEnd = now() + (zSec ? atof(zSec) : 3.0);
@@ -242,9 +366,20 @@ static void test_writer_and_readers(void **state) {
   }
 }
 
+static void test_writer_and_readers(void **state) {
+  (void)state;
+  run_writer_and_readers(0);
+}
+
+static void test_writer_and_readers_hnsw(void **state) {
+  (void)state;
+  run_writer_and_readers(1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_and_readers),
+      cmocka_unit_test(test_writer_and_readers_hnsw),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
