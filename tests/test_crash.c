@@ -23,7 +23,8 @@
 **
 ** Kills: 16 per journal mode by default (a few seconds), 12 per journal
 ** mode for each index kind; ANNEX_CRASH_LONG=1 runs 200 per journal mode
-** and kind (several minutes).
+** and kind (several minutes). ANNEX_CRASH_ONLY=<cmocka pattern> (e.g.
+** test_crash_ivf) runs only the tests it names.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -391,5 +392,7 @@ int main(void) {
       cmocka_unit_test(test_crash_hnsw),
       cmocka_unit_test(test_crash_ivf),
   };
+  /* ANNEX_CRASH_ONLY=test_crash_ivf (a cmocka pattern) runs one kind */
+  if (getenv("ANNEX_CRASH_ONLY")) cmocka_set_test_filter(getenv("ANNEX_CRASH_ONLY"));
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 **   - vector UPDATE; filtered search (k rows whenever k match); int8
 **     tables answer exactly; integrity-check after everything.
 */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -447,6 +448,74 @@ static void test_update_vector(void **state) {
   st_close(db);
 }
 
+/* Stale entries crowding the candidates: 300 of 400 rows UPDATEd to one
+** far vector leave their old flat codes where they were, so a query near
+** them finds mostly stale entries among its k + k candidates. Re-scored,
+** those rows are far: with every list probed the answer must still be the
+** exact one (the search widens the candidates until the k-th re-scored hit
+** beats every entry left out). Found by test_crash's long mode. */
+static void test_update_stale_crowd(void **state) {
+  enum { N = 400, DIM = 8 };
+  static float aV[N][DIM];
+  sqlite3 *db = st_open(NULL);
+  sqlite3_stmt *s;
+  unsigned seed = 7;
+  (void)state;
+  st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[8], "
+              "index=ivf(nlist=4, quantizer=flat))");
+  st_exec(db, "BEGIN");
+  s = st_prepare(db, "INSERT INTO t(rowid, v) VALUES(?1, ?2)");
+  for (int i = 0; i < N; i++) {
+    for (int j = 0; j < DIM; j++) aV[i][j] = (float)(rand_r(&seed) % 1000) / 100.0f;
+    sqlite3_bind_int(s, 1, i + 1);
+    sqlite3_bind_blob(s, 2, aV[i], sizeof(aV[i]), SQLITE_STATIC);
+    assert_int_equal(st_run(s), SQLITE_DONE);
+  }
+  sqlite3_finalize(s);
+  st_exec(db, "COMMIT");
+  st_exec(db, "INSERT INTO t(t) VALUES('train')");
+  st_exec(db, "UPDATE t SET v = '[100,100,100,100,100,100,100,100]' WHERE "
+              "rowid %% 4 != 0");
+  for (int i = 0; i < N; i++) {
+    if ((i + 1) % 4 != 0) for (int j = 0; j < DIM; j++) aV[i][j] = 100.0f;
+  }
+  assert_true(st_int(db, "SELECT value FROM annex_info('t') WHERE key = "
+                         "'ivf_updates'") > 0);
+  s = st_prepare(db, "SELECT rowid, distance FROM t WHERE v MATCH ?1 AND "
+                     "k = 10 AND nprobe = 4");
+  for (int iq = 0; iq < 20; iq++) {
+    float q[DIM];
+    double aD[N], aBest[10];
+    sqlite3_int64 aRowid[10];
+    double aDist[10];
+    int n;
+    for (int j = 0; j < DIM; j++) q[j] = (float)(rand_r(&seed) % 1000) / 100.0f;
+    for (int i = 0; i < N; i++) {
+      double d = 0;
+      for (int j = 0; j < DIM; j++) d += ((double)aV[i][j] - q[j]) * ((double)aV[i][j] - q[j]);
+      aD[i] = sqrt(d);
+    }
+    for (int r = 0; r < 10; r++) { /* the 10 smallest, in order */
+      int b = -1;
+      for (int i = 0; i < N; i++) if (aD[i] >= 0 && (b < 0 || aD[i] < aD[b])) b = i;
+      aBest[r] = aD[b];
+      aD[b] = -1;
+    }
+    sqlite3_bind_blob(s, 1, q, sizeof(q), SQLITE_STATIC);
+    n = st_collect(s, aRowid, aDist, 10);
+    assert_int_equal(n, 10);
+    for (int r = 0; r < 10; r++) {
+      if (fabs(aDist[r] - aBest[r]) > 1e-4 * (1 + aBest[r])) {
+        fail_msg("query %d rank %d: row %lld at %g, exact %g", iq, r,
+                 (long long)aRowid[r], aDist[r], aBest[r]);
+      }
+    }
+  }
+  sqlite3_finalize(s);
+  st_integrity_ok(db, "t");
+  st_close(db);
+}
+
 static void test_filtered(void **state) {
   static const struct { const char *zWhere; int nMod; } aCase[] = {
       {"AND cat < 50", 50}, {"AND cat < 20", 20}, {"AND cat = 7", -7}};
@@ -521,6 +590,7 @@ static void test_params(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_params),
+      cmocka_unit_test(test_update_stale_crowd),
       cmocka_unit_test(test_below_threshold),
       cmocka_unit_test(test_train_recall),
       cmocka_unit_test(test_retrain_and_reopen),

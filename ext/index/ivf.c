@@ -338,6 +338,10 @@ void annex_ivf_scan_block(annex_ivf_scan *s, const unsigned char *aEntry,
       continue;
     }
     f = ivf_score(s, e + 8);
+    /* A NaN score (a corrupt code) orders neither before nor after any
+    ** other: in the heap it would leave the hits out of order. Skip it;
+    ** integrity-check reports the code. */
+    if (f != f) continue;
     s->nScored++;
     if (!annex_topk_rejects(h, f, iSlot)) annex_topk_push(h, f, iSlot);
   }

@@ -693,7 +693,11 @@ static int ivf_append(ivf_ann *h, int iList, const unsigned char *pEntry) {
   if (rc == SQLITE_OK && nCap < (size_t)h->nChunkMax) { /* grow the tail */
     size_t nNew = nCap * 2 > (size_t)h->nChunkMax ? (size_t)h->nChunkMax
                                                   : nCap * 2;
-    unsigned char *a = sqlite3_malloc64((n + 1) * sz);
+    unsigned char *a;
+    /* a corrupt chunk of no room (8 bytes) would double to none: at
+    ** least the entries it will hold (n <= nCap < nChunkMax) */
+    if (nNew < n + 1) nNew = n + 1;
+    a = sqlite3_malloc64((n + 1) * sz);
     if (a == NULL) rc = SQLITE_NOMEM;
     if (rc == SQLITE_OK) rc = sqlite3_blob_read(b, a, (int)(n * sz), 8);
     sqlite3_blob_close(b);
@@ -1204,7 +1208,7 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
                       annex_hit **paHit, sqlite3_int64 *pnHit) {
   ivf_ann *h = (ivf_ann *)a;
   const unsigned char *aAccept;
-  int64_t nAccept, nMatch;
+  int64_t nAccept, nMatch, nScored = 0;
   int nProbe, nOrder, iFrom = 0, bExactScores;
   size_t nCand, nOut = 0;
   annex_hit *aCand = NULL, *aOut = NULL;
@@ -1240,10 +1244,12 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
   aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)q->k);
   aOrder = sqlite3_malloc64(sizeof(int32_t) * (size_t)h->ivf.nList);
   if (aCand == NULL || aOut == NULL || aOrder == NULL) rc = SQLITE_NOMEM;
+again:
   if (rc == SQLITE_OK) {
     rc = ivf_core_rc(annex_ivf_scan_init(&s, &h->ivf, q->pQuery));
   }
   if (rc == SQLITE_OK) {
+    iFrom = 0;
     annex_topk_init(&top, aCand, nCand);
     nOrder = annex_ivf_probe(&s, nProbe, aOrder);
     if (nOrder < 0) rc = SQLITE_NOMEM;
@@ -1261,6 +1267,7 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
                             aAccept, nAccept, &top);
       }
     }
+    nScored = s.nScored;
     annex_ivf_scan_free(&s);
   }
   if (rc == SQLITE_OK) {
@@ -1270,7 +1277,30 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
       memcpy(aOut, top.a, nOut * sizeof(annex_hit));
       rc = ivf_dedupe(aOut, &nOut);
     } else {
+      /* Flat codes after UPDATEs: a live row's own entry scores exactly,
+      ** a stale entry (the vector before an UPDATE) does not, and stale
+      ** entries can crowd the candidates (rows updated to one vector leave
+      ** their old codes all over). The answer is exact over the scanned
+      ** lists when the k-th re-scored hit is no worse than every entry left
+      ** out (each scores at least the worst candidate); else scan again
+      ** with 4x the candidates. */
+      int bSome = h->eQuant == ANNEX_IVF_FLAT && top.n == nCand &&
+                  nScored > (int64_t)nCand;
+      float fWorst = bSome ? top.a[0].score : 0;
       rc = ivf_rerank(h, q, top.a, top.n, aOut, &nOut);
+      if (rc == SQLITE_OK && bSome &&
+          (nOut < (size_t)q->k || aOut[nOut - 1].score > fWorst)) {
+        annex_hit *aNew =
+            sqlite3_realloc64(aCand, sizeof(annex_hit) * nCand * 4);
+        if (aNew == NULL) {
+          rc = SQLITE_NOMEM;
+        } else {
+          aCand = aNew;
+          nCand *= 4;
+          nOut = 0;
+          goto again;
+        }
+      }
     }
   }
   sqlite3_free(aCand);
@@ -1423,7 +1453,7 @@ static int ivf_integrity(annex_ann *a) {
     const unsigned char *d = sqlite3_column_blob(s, 1);
     size_t nByte = (size_t)sqlite3_column_bytes(s, 1), sz = h->ivf.szEntry, n;
     if (id < 0 || (id >> 32) >= h->ivf.nList) {
-      rc = ivf_corrupt(h, "%s_ivflists chunk %lld names no list", id);
+      rc = ivf_corrupt(h, "ivf list chunk %lld names no list", id);
       break;
     }
     if (nByte < 8 || (nByte - 8) % sz || 8 + (n = ivf_get_u32(d)) * sz > nByte) {
