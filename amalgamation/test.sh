@@ -61,6 +61,8 @@ import re
 t = open("tests/CMakeLists.txt").read()
 t = re.sub(r"#[^\n]*", "", t)
 for args in re.findall(r"\bannex_test\(([^)]*)\)", t):
+    if "${" in args:
+        continue      # the call inside annex_slow_test() itself
     print("T " + " ".join(args.split()))
 for name, cmd in re.findall(r"\badd_test\(\s*NAME\s+(\S+)\s+COMMAND\s+(\S+)\s*\)", t):
     if "${" in name + cmd:
