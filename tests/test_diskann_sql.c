@@ -255,6 +255,8 @@ static void test_reopen(void **state) {
                       "'diskann_cache_hits'"),
            st_int(db, "SELECT value FROM annex_info('t') WHERE key = "
                       "'diskann_cache_misses'"));
+    /* the bound: node records are the only copy of the vectors */
+    assert_true(nFile <= 2.0 * nRaw);
   }
   assert_memory_equal(aBefore, aAfter, sizeof(aBefore));
   assert_memory_equal(aDb, aDa, sizeof(aDb));
