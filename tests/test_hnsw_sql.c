@@ -386,6 +386,39 @@ static void test_filtered(void **state) {
   free_set(&d);
 }
 
+/* A vector UPDATE rolled back after a query in the same transaction loaded
+** the node with its new vector: the cache must forget it (fuzz_ann). */
+static void test_update_rollback(void **state) {
+  char *zDir = st_tempdir(), zPath[512];
+  sqlite3 *db;
+  sqlite3_int64 aRowid[3];
+  double aDist[3];
+  (void)state;
+  snprintf(zPath, sizeof(zPath), "%s/u.db", zDir);
+  db = st_open(zPath);
+  st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[4], index=hnsw)");
+  st_exec(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+              "WHERE i < 50) INSERT INTO t(rowid, v) SELECT i, json_array(i, "
+              "i %% 7, i %% 3, 1) FROM c");
+  st_close(db);
+  db = st_open(zPath); /* nothing of the graph in memory */
+  st_exec(db, "BEGIN; UPDATE t SET v = '[90,90,90,90]' WHERE rowid = 1");
+  assert_int_equal(st_knn(db, "SELECT rowid, distance FROM t WHERE v MATCH "
+                              "'[1,1,1,1]' AND k = 3", NULL, 0, 0, aRowid,
+                          aDist, 3), 3);
+  assert_true(aRowid[0] != 1);
+  st_exec(db, "ROLLBACK");
+  assert_int_equal(st_knn(db, "SELECT rowid, distance FROM t WHERE v MATCH "
+                              "'[1,1,1,1]' AND k = 3", NULL, 0, 0, aRowid,
+                          aDist, 3), 3);
+  assert_int_equal(aRowid[0], 1);
+  assert_true(aDist[0] == 0.0);
+  st_integrity_ok(db, "t");
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+}
+
 /* Errors and small cases: knob values, empty table, fewer rows than k. */
 static void test_edges(void **state) {
   sqlite3 *db = st_open(NULL);
@@ -502,6 +535,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_edges),
       cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_update_rollback),
       cmocka_unit_test(test_recall_sift5k),
       cmocka_unit_test(test_recall_mnist10k),
       cmocka_unit_test(test_reopen),

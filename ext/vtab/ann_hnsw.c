@@ -527,6 +527,10 @@ static int hnsw_update_vector(annex_ann *a, sqlite3_int64 iSlot,
   hnsw_ann *h = (hnsw_ann *)a;
   int rc = hnsw_ready(h);
   if (rc == SQLITE_OK) rc = hnsw_pend(h, iSlot, pVec); /* re-linked at sync */
+  /* A node loaded from now on in this transaction gets the new vector from
+  ** T_chunks: a rollback must not leave it in the cache (found by
+  ** fuzz_ann: after ROLLBACK the row came back at its discarded distance). */
+  h->bTxnGraph = 1;
   return rc;
 }
 
