@@ -88,6 +88,9 @@ struct annex_ann_ops {
   void (*xCommit)(annex_ann *a);
   void (*xRollback)(annex_ann *a);
   int (*xSavepoint)(annex_ann *a, int iSavepoint);
+  /* iSavepoint -1: back to the start of the transaction, which stays open
+  ** (ROLLBACK TO the SAVEPOINT that began it: SQLite does not count that
+  ** one); everything buffered since BEGIN is undone. */
   void (*xRollbackTo)(annex_ann *a, int iSavepoint);
 
   /* k-NN: *paHit (sqlite3_malloc64) gets up to q->k hits sorted by score,

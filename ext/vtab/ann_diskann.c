@@ -945,8 +945,10 @@ static int diskann_savepoint(annex_ann *a, int iSavepoint) {
 
 static void diskann_rollback_to(annex_ann *a, int iSavepoint) {
   diskann_ann *d = (diskann_ann *)a;
-  if (iSavepoint >= 0 && iSavepoint < d->nSave) {
-    d->nPend = d->aSave[iSavepoint];
+  if (iSavepoint < d->nSave) {
+    /* -1: the savepoint that began the transaction (found by fuzz_ann: the
+    ** rolled-back rows were linked at COMMIT) */
+    d->nPend = iSavepoint < 0 ? 0 : d->aSave[iSavepoint];
     diskann_pend_remark(d);
   }
   if (d->bTxnGraph) {

@@ -586,8 +586,10 @@ static int hnsw_savepoint(annex_ann *a, int iSavepoint) {
 
 static void hnsw_rollback_to(annex_ann *a, int iSavepoint) {
   hnsw_ann *h = (hnsw_ann *)a;
-  if (iSavepoint >= 0 && iSavepoint < h->nSave) {
-    h->nPend = h->aSave[iSavepoint];
+  if (iSavepoint < h->nSave) {
+    /* -1: the savepoint that began the transaction (found by fuzz_ann: the
+    ** rolled-back rows were linked at COMMIT) */
+    h->nPend = iSavepoint < 0 ? 0 : h->aSave[iSavepoint];
     hnsw_pend_remark(h);
   }
   if (h->bTxnGraph) {
