@@ -1,7 +1,9 @@
 /*
 ** fuzz_ann.c — libFuzzer target: operation sequences (as fuzz_ops.c) on an
 ** annex table with an ANN index. The first input byte picks the table:
-** index=hnsw(m=2..5) or index=ivf(nlist=1 or 2, quantizer flat / sq8 / pq),
+** index=hnsw(m=2..5), index=diskann(r=4..7, pq_bytes=1 or 2; a first byte
+** of 128 or more whose low two bits are 0) or index=ivf(nlist=1 or 2,
+** quantizer flat / sq8 / pq),
 ** all float[4] with a text and an integer column and chunk_size=8; each
 ** following byte pair is one operation: INSERT, INSERT OR REPLACE, UPDATE
 ** of the vector / metadata / rowid, DELETE, k-NN (plain, with ef_search /
@@ -22,7 +24,7 @@
 
 #include "fuzz_common.h"
 
-static int g_eKind; /* 0 hnsw, 1 ivf flat, 2 ivf sq8, 3 ivf pq */
+static int g_eKind; /* 0 hnsw, 1 ivf flat, 2 ivf sq8, 3 ivf pq, 4 diskann */
 
 /* Check one k-NN: zSql selects rowid, distance; bFilter: cat != 'b'. */
 static void check_knn(sqlite3 *db, const char *zSql, const float *q, int k,
@@ -80,7 +82,8 @@ static void op(sqlite3 *db, unsigned char o, unsigned char v) {
   char z[256];
   int r = v % 64 + 1;
   float a = (float)(v % 7) - 3, b = (float)(v % 5) * 0.5f;
-  const char *zKnob = g_eKind == 0 ? "ef_search" : "nprobe";
+  const char *zKnob = g_eKind == 0 ? "ef_search"
+                      : g_eKind == 4 ? "search_list" : "nprobe";
   switch (o % 20) {
     case 0: case 1: case 2:
       snprintf(z, sizeof(z), "INSERT INTO t(rowid, emb, cat, n) VALUES(%d, "
@@ -114,7 +117,7 @@ static void op(sqlite3 *db, unsigned char o, unsigned char v) {
     case 9: snprintf(z, sizeof(z), "INSERT INTO t(t) VALUES('optimize')"); break;
     case 10:
       snprintf(z, sizeof(z), "INSERT INTO t(t) VALUES('%s')",
-               g_eKind == 0 ? "rebuild" : "train");
+               g_eKind == 0 || g_eKind == 4 ? "rebuild" : "train");
       break;
     case 11: snprintf(z, sizeof(z), "BEGIN"); break;
     case 12: case 13: snprintf(z, sizeof(z), "COMMIT"); break;
@@ -144,8 +147,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *a, size_t n) {
   char zCreate[256];
   sqlite3 *db;
   if (n < 1 || n > 256) return 0;
-  g_eKind = a[0] % 4;
-  if (g_eKind == 0) {
+  g_eKind = a[0] % 4 == 0 && a[0] >= 128 ? 4 : a[0] % 4;
+  if (g_eKind == 4) {
+    snprintf(zCreate, sizeof(zCreate), "CREATE VIRTUAL TABLE t USING annex("
+             "emb float[4], cat text, n integer, chunk_size=8, index=diskann("
+             "r=%d, l_build=8, pq_bytes=%d))", a[0] / 4 % 4 + 4,
+             a[0] / 16 % 2 + 1);
+  } else if (g_eKind == 0) {
     snprintf(zCreate, sizeof(zCreate), "CREATE VIRTUAL TABLE t USING annex("
              "emb float[4], cat text, n integer, chunk_size=8, index=hnsw("
              "m=%d, ef_construction=%d))", a[0] / 4 % 4 + 2, a[0] / 16 % 4 * 8 + 2);
@@ -169,12 +177,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *a, size_t n) {
   }
   {
     static const float q[4] = {0.5f, -1, 1, 0.25f};
-    check_knn(db, g_eKind == 0 ? "SELECT rowid, distance FROM t WHERE emb "
-                                 "MATCH '[0.5,-1,1,0.25]' AND k = 5 AND "
-                                 "ef_search = 64"
-                               : "SELECT rowid, distance FROM t WHERE emb "
-                                 "MATCH '[0.5,-1,1,0.25]' AND k = 5 AND "
-                                 "nprobe = 2", q, 5, 0);
+    static const char *azKnob[] = {"ef_search = 64", "nprobe = 2",
+                                   "nprobe = 2", "nprobe = 2",
+                                   "search_list = 64"};
+    char zSql[160];
+    snprintf(zSql, sizeof(zSql), "SELECT rowid, distance FROM t WHERE emb "
+             "MATCH '[0.5,-1,1,0.25]' AND k = 5 AND %s", azKnob[g_eKind]);
+    check_knn(db, zSql, q, 5, 0);
   }
   sqlite3_close(db);
   return 0;
