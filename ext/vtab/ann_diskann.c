@@ -242,18 +242,21 @@ static int diskann_exec(annex_table *p, const char *zFmt, ...) {
 }
 
 static int diskann_create(annex_table *p, char **pzErr) {
+  diskann_cfg g;
   int rc = diskann_exec(p, "CREATE TABLE \"%w\".\"%w_diskann\"(id INTEGER "
                         "PRIMARY KEY, node BLOB NOT NULL);"
                         "CREATE TABLE \"%w\".\"%w_diskann_pq\"(id INTEGER "
                         "PRIMARY KEY, data BLOB NOT NULL)", p->zDb, p->zName,
                         p->zDb, p->zName);
-  (void)pzErr;
+  if (rc == SQLITE_OK) rc = diskann_cfg_read(p->pConfig, &g, pzErr);
   if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "diskann_format", DISKANN_FORMAT);
   if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "diskann_entry", -1);
   if (rc == SQLITE_OK) rc = annex_storage_config_set_int(p, "diskann_trained", 0);
   if (rc == SQLITE_OK) {
-    rc = annex_storage_config_set_int(
-        p, "diskann_pq", diskann_pq_m(p->pConfig->nDim, DISKANN_DEFAULT_PQ));
+    /* the table's pq_bytes (it was the default, and the loader takes m from
+    ** here, so pq_bytes had no effect) */
+    rc = annex_storage_config_set_int(p, "diskann_pq",
+                                      diskann_pq_m(p->pConfig->nDim, g.pq));
   }
   return rc;
 }
