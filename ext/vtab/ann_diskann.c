@@ -76,6 +76,7 @@
 #define DISKANN_BLOCK 1024          /* slots per code block */
 #define DISKANN_BLOCK_BITS 128      /* bytes of node bits per block */
 #define DISKANN_TRAIN_CAP 65536     /* PQ training sample cap */
+#define DISKANN_IO_ERR 0x10000      /* an io callback failed: see rcIo */
 
 typedef struct diskann_ann {
   annex_ann base;            /* must be first */
@@ -127,6 +128,7 @@ typedef struct diskann_ann {
   uint32_t *aDeadNbr;        /* r + 1 per dead id: count, then list */
   unsigned char *aDeadBits;  /* bit per slot < nCap: dead node */
   size_t nDead;
+  int rcIo;                  /* the SQLite code behind DISKANN_IO_ERR */
   sqlite3_stmt *pGet, *pPut, *pDel, *pBlk, *pRange; /* statements (owned) */
 } diskann_ann;
 
@@ -692,6 +694,34 @@ static int diskann_io_approx(void *pCtx, uint32_t id, float *out) {
   return SQLITE_OK;
 }
 
+/* The io as vamana.c calls it. Its own codes 1..3 are SQLITE_ERROR,
+** SQLITE_INTERNAL and SQLITE_PERM too (a dropped T_diskann made a search
+** fail with "out of memory"), so an SQLite error is kept in rcIo and
+** vamana.c sees DISKANN_IO_ERR; diskann_vrc gives the code back. */
+static int diskann_io_err(diskann_ann *d, int rc) {
+  if (rc == SQLITE_OK) return SQLITE_OK;
+  d->rcIo = rc;
+  return DISKANN_IO_ERR;
+}
+
+static int diskann_vio_fetch(void *pCtx, uint32_t id, annex_vamana_node *pNode) {
+  return diskann_io_err((diskann_ann *)pCtx, diskann_io_fetch(pCtx, id, pNode));
+}
+
+static int diskann_vio_put(void *pCtx, uint32_t id, const float *pVec,
+                           const uint32_t *aNbr, int nNbr) {
+  return diskann_io_err((diskann_ann *)pCtx,
+                        diskann_io_put(pCtx, id, pVec, aNbr, nNbr));
+}
+
+static int diskann_vio_approx(void *pCtx, uint32_t id, float *out) {
+  return diskann_io_err((diskann_ann *)pCtx, diskann_io_approx(pCtx, id, out));
+}
+
+static int diskann_vrc(diskann_ann *d, int rc) {
+  return rc == DISKANN_IO_ERR ? d->rcIo : diskann_rc(rc);
+}
+
 static int diskann_del_record(diskann_ann *d, uint32_t id) {
   int rc = diskann_stmt(d, &d->pDel, "DELETE FROM \"%w\".\"%w_diskann\" "
                         "WHERE id = ?");
@@ -1140,7 +1170,7 @@ static int diskann_pending_compact(diskann_ann *d, int *pn) {
 
 /* Insert one row into the graph through the cache. */
 static int diskann_link_one(diskann_ann *d, uint32_t id, const float *pVec) {
-  annex_vamana_io io = {d, diskann_io_fetch, diskann_io_put, diskann_io_approx};
+  annex_vamana_io io = {d, diskann_vio_fetch, diskann_vio_put, diskann_vio_approx};
   annex_vamana_query q;
   int rc = diskann_grow(d, (sqlite3_int64)id + 1);
   if (rc != SQLITE_OK) return rc;
@@ -1173,7 +1203,7 @@ static int diskann_link_one(diskann_ann *d, uint32_t id, const float *pVec) {
     if (nd.nNbr == 0) return diskann_io_put(d, id, pVec, NULL, 0);
     q.iEntry = nd.aNbr[0];
   }
-  return diskann_rc(annex_vamana_insert(&d->prm, d->w, &q, &io, id, pVec));
+  return diskann_vrc(d, annex_vamana_insert(&d->prm, d->w, &q, &io, id, pVec));
 }
 
 /* After a write-back: memory matches the file as this transaction leaves it. */
@@ -1268,7 +1298,7 @@ static int diskann_merge_pending(diskann_ann *d, const annex_ann_query *q,
 static int diskann_search(annex_ann *a, const annex_ann_query *q,
                           annex_hit **paHit, sqlite3_int64 *pnHit) {
   diskann_ann *d = (diskann_ann *)a;
-  annex_vamana_io io = {d, diskann_io_fetch, diskann_io_put, diskann_io_approx};
+  annex_vamana_io io = {d, diskann_vio_fetch, diskann_vio_put, diskann_vio_approx};
   annex_vamana_query vq;
   double rSel = 1.0, nAccepted;
   size_t nOut = 0;
@@ -1313,7 +1343,7 @@ static int diskann_search(annex_ann *a, const annex_ann_query *q,
   } else {
     annex_pq_table(&d->pq, vq.pQuery, 0, d->aTab);
   }
-  rc = diskann_rc(annex_vamana_search(&d->prm, d->w, &vq, &io, (size_t)q->k,
+  rc = diskann_vrc(d, annex_vamana_search(&d->prm, d->w, &vq, &io, (size_t)q->k,
                                       aOut, &nOut, NULL));
   if (rc == SQLITE_OK && d->nPend > 0) rc = diskann_merge_pending(d, q, aOut, &nOut);
   if (rc == SQLITE_OK && nOut < (size_t)q->k && (double)nOut < nAccepted) {
@@ -1403,7 +1433,7 @@ static void diskann_new_entry(diskann_ann *d) {
 static int diskann_repair_all(diskann_ann *d, uint32_t **paId,
                               uint32_t **paNbr, size_t *pn) {
   annex_table *p = d->base.pTab;
-  annex_vamana_io io = {d, diskann_io_fetch, diskann_io_put, diskann_io_approx};
+  annex_vamana_io io = {d, diskann_vio_fetch, diskann_vio_put, diskann_vio_approx};
   size_t nStride = (size_t)d->prm.R + 1, n = 0, nAlloc = 0;
   uint32_t *aId = NULL, *aNbr = NULL;
   sqlite3_stmt *s = NULL;
@@ -1443,7 +1473,7 @@ static int diskann_repair_all(diskann_ann *d, uint32_t **paId,
       aNbr = a2;
       nAlloc = nNew;
     }
-    rc = diskann_rc(annex_vamana_repair(&d->prm, d->w, &io, (uint32_t)id,
+    rc = diskann_vrc(d, annex_vamana_repair(&d->prm, d->w, &io, (uint32_t)id,
                                         nd.pVec, nd.aNbr, nd.nNbr,
                                         d->aDeadBits, (uint64_t)d->nCap,
                                         aNbr + nStride * n + 1, &nOut));
