@@ -297,6 +297,9 @@ static int diskann_stmt(diskann_ann *d, sqlite3_stmt **pp, const char *zFmt) {
   if (zSql == NULL) return SQLITE_NOMEM;
   rc = sqlite3_prepare_v3(p->db, zSql, -1, SQLITE_PREPARE_PERSISTENT, pp, 0);
   sqlite3_free(zSql);
+  /* a shadow table is gone (a corrupt schema): keep the reason, or the
+  ** statement fails with "not an error" (as ann_hnsw.c's hnsw_stmt) */
+  if (rc != SQLITE_OK) annex_set_error(&p->base, "%s", sqlite3_errmsg(p->db));
   return rc;
 }
 
