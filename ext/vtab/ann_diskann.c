@@ -412,7 +412,7 @@ static int diskann_load(diskann_ann *d) {
   sqlite3_int64 iFmt = 0, iEntry = -1, nTrained = 0, m = 0;
   sqlite3_stmt *s = NULL;
   char *zSql;
-  int rc;
+  int rc, bBook = 0;
   if (d->bLoaded) return SQLITE_OK;
   rc = annex_storage_config_int(p, "diskann_format", &iFmt);
   if (rc == SQLITE_OK) rc = annex_storage_config_int(p, "diskann_entry", &iEntry);
@@ -437,6 +437,7 @@ static int diskann_load(diskann_ann *d) {
   if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(p->db, zSql, -1, &s, 0);
   sqlite3_free(zSql);
   while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+    bBook |= sqlite3_column_int64(s, 0) == -1;
     rc = diskann_load_row(d, sqlite3_column_int64(s, 0),
                           sqlite3_column_blob(s, 1),
                           (size_t)sqlite3_column_bytes(s, 1));
@@ -447,7 +448,10 @@ static int diskann_load(diskann_ann *d) {
   }
   if (rc == SQLITE_OK && ((iEntry >= 0 && !diskann_has_node(d, iEntry)) ||
                           (iEntry < 0 && d->nNodes > 0) ||
-                          (d->nNodes > 0 && d->pq.aCodebook == NULL))) {
+                          (d->nNodes > 0 && d->pq.aCodebook == NULL) ||
+                          (nTrained > 0 && !bBook))) {
+    /* trained without a codebook row: pq_init's zeroed codebook would
+    ** have served every search */
     rc = SQLITE_CORRUPT_VTAB;
   }
   if (rc == SQLITE_OK) d->bLoaded = 1;
