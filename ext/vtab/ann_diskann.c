@@ -1609,8 +1609,28 @@ static int diskann_corrupt(diskann_ann *d, const char *zWhat, sqlite3_int64 id) 
   return SQLITE_CORRUPT_VTAB;
 }
 
+/* The format's "zero without a node": a slot without a node bit has an
+** all-zero code. */
+static int diskann_check_codes(diskann_ann *d) {
+  annex_table *p = d->base.pTab;
+  for (sqlite3_int64 i = 0; i < d->nCap; i++) {
+    const uint8_t *c = d->aCode + (size_t)i * d->m;
+    if (annex_bit_get(d->aNode, i)) continue;
+    for (int j = 0; j < d->m; j++) {
+      if (c[j]) {
+        annex_set_error(&p->base, "annex table %s is corrupt: slot %lld has a "
+                        "code but no node in %s_diskann_pq", p->zName, i,
+                        p->zName);
+        return SQLITE_CORRUPT_VTAB;
+      }
+    }
+  }
+  return SQLITE_OK;
+}
+
 /* Every record parses, sits on a slot with a node bit, names only nodes;
-** every node bit has a record; every live row has a node. */
+** every node bit has a record; every live row has a node; a slot without
+** a node has a zero code. */
 static int diskann_integrity(annex_ann *a) {
   diskann_ann *d = (diskann_ann *)a;
   annex_table *p = d->base.pTab;
@@ -1658,7 +1678,10 @@ static int diskann_integrity(annex_ann *a) {
                     p->zName);
     rc = SQLITE_CORRUPT_VTAB;
   }
-  if (rc == SQLITE_OK && d->nPend == 0 && d->nTrained > 0 && nLiveNodes != d->nLive) {
+  if (rc == SQLITE_OK) rc = diskann_check_codes(d);
+  /* (whatever diskann_trained says: a sync links every row it writes, and
+  ** a live row's record is its vector's only copy) */
+  if (rc == SQLITE_OK && d->nPend == 0 && nLiveNodes != d->nLive) {
     annex_set_error(&p->base, "annex table %s is corrupt: %lld live rows but "
                     "%lld of them have a node in %s_diskann", p->zName,
                     d->nLive, nLiveNodes, p->zName);
