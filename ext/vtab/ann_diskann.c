@@ -1462,7 +1462,10 @@ static int diskann_repair_all(diskann_ann *d, uint32_t **paId,
       rc = SQLITE_CORRUPT_VTAB;
       break;
     }
-    memcpy(aRow, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+    /* an empty record's blob is NULL: no memcpy from it (UBSan) */
+    if (sqlite3_column_bytes(s, 1) > 0) {
+      memcpy(aRow, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+    }
     rc = diskann_parse(d, aRow, (size_t)sqlite3_column_bytes(s, 1), &nd);
     for (int j = 0; rc == SQLITE_OK && j < nd.nNbr && !bAny; j++) {
       bAny = diskann_dead_list(d, nd.aNbr[j]) != NULL;
