@@ -10,23 +10,34 @@
 ** same snapshot, and that the row count is the initial count plus whole
 ** writer transactions (a half-applied write would break it).
 **
-** The same on an index=hnsw table (test_writer_and_readers_hnsw): the
-** writer also runs 'optimize' now and then (its own transaction), and each
-** reader's k-NN goes through the graph, so it is checked for consistency
-** with the snapshot instead of equality: every returned row exists in the
-** snapshot (read in the same read transaction), its returned distance is
-** the one computed here in double precision from that row's vector, rows
-** are distinct and in order, the filter holds, an unfiltered query returns
-** min(k, rows) rows, and recall@10 (by distance, against the exact scan of
-** the same snapshot) averages at least 0.9 per reader.
+** The same on index=hnsw, index=ivf (flat codes, nlist=4, trained by the
+** commit of the initial rows) and index=diskann (r=12, l_build=48,
+** pq_bytes=8) tables (test_writer_and_readers_hnsw, _ivf, _diskann): the
+** writer also runs 'optimize' now and then (its own transaction; ivf also
+** 'train'), and each reader's k-NN goes through the index, so it is checked
+** for consistency with the snapshot instead of equality: every returned
+** row exists in the snapshot (read in the same read transaction), its
+** returned distance is the one computed here in double precision from that
+** row's vector, rows are distinct and in order, the filter holds, an
+** unfiltered query returns min(k, rows) rows, and recall@10 (by distance,
+** against the exact scan of the same snapshot) averages at least 0.9 per
+** reader (hnsw: default ef_search; diskann: search_list=200). ivf probes
+** every list (nprobe=4) and flat codes score exactly, so each of its
+** answers, filtered or not, must be the exact top k (recall 1 per query).
+**
+** The parent only forks: the load, the writer, the readers and the final
+** integrity-check run in children (see run_writer_and_readers), each of
+** which must exit 0 within 2 minutes of its end.
 **
 ** Runs 3 s per table by default; ANNEX_CONCURRENCY_SECONDS=60 for the long
-** mode.
+** mode; ANNEX_CONCURRENCY_ONLY=<cmocka pattern> (e.g. *_ivf) runs only the
+** tests it names.
 */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +53,22 @@
 
 enum { D = 16, K = 10, NET = 15, READERS = 4 };
 
-/* The table under test: 0 flat (exact k-NN), 1 index=hnsw. */
-static int g_bHnsw;
+/* The table under test: flat (exact k-NN) or an index kind. */
+typedef enum ekind { KIND_FLAT, KIND_HNSW, KIND_IVF, KIND_DISKANN } ekind;
+static const char *const g_azCreate[] = {
+    "CREATE VIRTUAL TABLE t USING annex(v float[16], tag integer, "
+    "chunk_size=64)",
+    "CREATE VIRTUAL TABLE t USING annex(v float[16], tag integer, "
+    "chunk_size=64, index=hnsw(m=8, ef_construction=64))",
+    "CREATE VIRTUAL TABLE t USING annex(v float[16], tag integer, "
+    "chunk_size=64, index=ivf(nlist=4, quantizer=flat))",
+    "CREATE VIRTUAL TABLE t USING annex(v float[16], tag integer, "
+    "chunk_size=64, index=diskann(r=12, l_build=48, pq_bytes=8))",
+};
+/* the reader's per-query knob (ivf: every list probed, hence exact) */
+static const char *const g_azKnob[] = {"", "", " AND nprobe = 4",
+                                       " AND search_list = 200"};
+static ekind g_eKind;
 static int g_nInitial; /* rows loaded before the writer starts */
 
 static double now(void) {
@@ -119,10 +144,14 @@ static void writer(const char *zPath, double tEnd) {
                        "ORDER BY random() LIMIT 5)") &&
            exec_ok(db, "ROLLBACK");
     }
-    /* hnsw: drop the tombstones and re-link now and then, so readers'
-    ** cached graphs go stale in that way too */
-    if (ok && g_bHnsw && nTxn % 25 == 24) {
+    /* indexes: drop the tombstones / dead entries and re-link now and
+    ** then, so readers' cached indexes go stale in that way too; ivf also
+    ** retrains (every list re-assigned) */
+    if (ok && g_eKind != KIND_FLAT && nTxn % 25 == 24) {
       ok = exec_ok(db, "INSERT INTO t(t) VALUES('optimize')");
+    }
+    if (ok && g_eKind == KIND_IVF && nTxn % 40 == 12) {
+      ok = exec_ok(db, "INSERT INTO t(t) VALUES('train')");
     }
     if (!ok) {
       fprintf(stderr, "writer: %s\n", sqlite3_errmsg(db));
@@ -235,27 +264,26 @@ static int row_tag(sqlite3 *db, int64_t iRowid) {
   return t;
 }
 
-/* One snapshot of the hnsw table: the k-NN through the graph, then the
+/* One snapshot of an indexed table: the k-NN through the index, then the
 ** exact scan of the same snapshot; every returned row is checked against
 ** the snapshot, and the hits (rows within the k-th exact distance) are
-** added to *pnHit of *pnWant. */
-static int read_once_hnsw(sqlite3 *db, unsigned *pSeed, int bFilter,
-                          long *pnHit, long *pnWant) {
+** added to *pnHit of *pnWant. ivf (every list probed) must be exact. */
+static int read_once_ann(sqlite3 *db, unsigned *pSeed, int bFilter,
+                         long *pnHit, long *pnWant) {
   sqlite3_stmt *s;
   float q[D];
   double aWant[K], rKth, rPrev = -1;
   int64_t aGot[K];
   long long nRows;
-  int n = 0, nWant;
+  int n = 0, nWant, nHit = 0, rc;
+  char *zSql = sqlite3_mprintf("SELECT rowid, distance FROM t WHERE v MATCH "
+                               "? AND k = 10%s%s", g_azKnob[g_eKind],
+                               bFilter ? " AND tag = 1" : "");
   rand_vec(pSeed, q);
-  if (!exec_ok(db, "BEGIN")) return 0;
-  if (sqlite3_prepare_v2(db, bFilter ? "SELECT rowid, distance FROM t WHERE "
-                                       "v MATCH ? AND k = 10 AND tag = 1"
-                                     : "SELECT rowid, distance FROM t WHERE "
-                                       "v MATCH ? AND k = 10",
-                         -1, &s, 0) != SQLITE_OK) {
-    return 0;
-  }
+  if (!zSql || !exec_ok(db, "BEGIN")) return 0;
+  rc = sqlite3_prepare_v2(db, zSql, -1, &s, 0);
+  sqlite3_free(zSql);
+  if (rc != SQLITE_OK) return 0;
   sqlite3_bind_blob(s, 1, q, sizeof(q), SQLITE_STATIC);
   nWant = brute_force(db, q, bFilter, aWant, &nRows);
   rKth = nWant > 0 ? aWant[nWant - 1] : 0;
@@ -279,12 +307,18 @@ static int read_once_hnsw(sqlite3 *db, unsigned *pSeed, int bFilter,
     }
     aGot[n++] = id;
     rPrev = rGot;
-    if (d <= rKth + 1e-5 * (1 + rKth)) (*pnHit)++;
+    if (d <= rKth + 1e-5 * (1 + rKth)) nHit++;
   }
   if (sqlite3_finalize(s) != SQLITE_OK) {
     fprintf(stderr, "reader: k-NN: %s\n", sqlite3_errmsg(db));
     return 0;
   }
+  if (g_eKind == KIND_IVF && (n != nWant || nHit != nWant)) {
+    fprintf(stderr, "reader: ivf with every list probed: %d rows, %d of the "
+            "exact top %d (filter %d)\n", n, nHit, nWant, bFilter);
+    return 0;
+  }
+  *pnHit += nHit;
   *pnWant += nWant;
   if ((!bFilter && n != nWant) || n > nWant ||
       (nRows - g_nInitial) % NET != 0) {
@@ -299,13 +333,14 @@ static void reader(const char *zPath, double tEnd, unsigned seed) {
   sqlite3 *db = open_db(zPath);
   long n = 0, nHit = 0, nWant = 0;
   while (now() < tEnd) {
-    int ok = g_bHnsw ? read_once_hnsw(db, &seed, (int)(n & 1), &nHit, &nWant)
-                     : read_once(db, &seed, (int)(n & 1));
+    int ok = g_eKind != KIND_FLAT
+                 ? read_once_ann(db, &seed, (int)(n & 1), &nHit, &nWant)
+                 : read_once(db, &seed, (int)(n & 1));
     if (!ok) _exit(4);
     n++;
   }
   sqlite3_close(db);
-  if (g_bHnsw) {
+  if (g_eKind != KIND_FLAT) {
     double r = nWant ? (double)nHit / (double)nWant : 0;
     printf("# reader: %ld snapshots checked, recall@10 %.4f (%ld of %ld)\n",
            n, r, nHit, nWant);
@@ -318,28 +353,75 @@ static void reader(const char *zPath, double tEnd, unsigned seed) {
   _exit(n > 0 ? 0 : 5);
 }
 
-static void run_writer_and_readers(int bHnsw) {
+/* Child: create the table and load the initial rows. */
+static void load(const char *zPath) {
+  sqlite3 *db = open_db(zPath);
+  unsigned seed = 1;
+  int ok = exec_ok(db, "PRAGMA journal_mode=WAL") &&
+           exec_ok(db, g_azCreate[g_eKind]) && exec_ok(db, "BEGIN") &&
+           insert_rows(db, &seed, g_nInitial) && exec_ok(db, "COMMIT");
+  if (!ok) fprintf(stderr, "load: %s\n", sqlite3_errmsg(db));
+  sqlite3_close(db);
+  _exit(ok ? 0 : 9);
+}
+
+/* Child: annex's integrity-check of the table the processes left. */
+static void check_integrity(const char *zPath) {
+  sqlite3 *db = open_db(zPath);
+  char *zErr = NULL;
+  int ok = sqlite3_exec(db, "INSERT INTO t(t) VALUES('integrity-check')", 0,
+                        0, &zErr) == SQLITE_OK;
+  if (!ok) fprintf(stderr, "integrity-check: %s\n", zErr);
+  sqlite3_close(db);
+  _exit(ok ? 0 : 12);
+}
+
+/* Wait for the n children (zWhat: what they are); each must exit 0 by
+** tDeadline, else all that are left are killed: a hang fails the test
+** instead of blocking the suite. */
+static void wait_all(const char *zWhat, pid_t *aPid, int n,
+                     double tDeadline) {
+  for (int i = 0; i < n; i++) {
+    int status;
+    pid_t r;
+    while ((r = waitpid(aPid[i], &status, WNOHANG)) == 0 && now() < tDeadline) {
+      usleep(10000);
+    }
+    if (r == 0) {
+      for (int j = i; j < n; j++) kill(aPid[j], SIGKILL);
+      for (int j = i; j < n; j++) waitpid(aPid[j], &status, 0);
+      fail_msg("%s %d hung: killed at its deadline", zWhat, i);
+    }
+    assert_int_equal(r, aPid[i]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fail_msg("%s %d failed (status %d)", zWhat, i, status);
+    }
+  }
+}
+
+/* Fork a child that runs xChild(zPath) and wait for it (2 minutes). */
+static void in_child(void (*xChild)(const char *), const char *zPath,
+                     const char *zWhat) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) xChild(zPath);
+  wait_all(zWhat, &pid, 1, now() + 120);
+}
+
+/* The parent never runs annex itself, only forks: a process that has run
+** an OpenMP region (training, parallel builds) hangs in a forked child's
+** next one (libgomp's thread pool does not survive fork). */
+static void run_writer_and_readers(ekind eKind) {
   char zDir[] = "/tmp/annex-conc-XXXXXX";
   char zPath[64];
   const char *zSec = getenv("ANNEX_CONCURRENCY_SECONDS");
   double tEnd;
   pid_t aPid[READERS + 1];
-  unsigned seed = 1;
-  sqlite3 *db;
-  g_bHnsw = bHnsw;
-  g_nInitial = bHnsw ? 1000 : 100;
+  g_eKind = eKind;
+  g_nInitial = eKind != KIND_FLAT ? 1000 : 100;
   assert_non_null(mkdtemp(zDir));
   snprintf(zPath, sizeof(zPath), "%s/conc.db", zDir);
-  db = open_db(zPath);
-  assert_true(exec_ok(db, "PRAGMA journal_mode=WAL"));
-  assert_true(exec_ok(db, bHnsw ? "CREATE VIRTUAL TABLE t USING annex(v "
-                                  "float[16], tag integer, chunk_size=64, "
-                                  "index=hnsw(m=8, ef_construction=64))"
-                                : "CREATE VIRTUAL TABLE t USING annex(v "
-                                  "float[16], tag integer, chunk_size=64)"));
-  assert_true(exec_ok(db, "BEGIN") && insert_rows(db, &seed, g_nInitial) &&
-              exec_ok(db, "COMMIT"));
-  sqlite3_close(db);
+  in_child(load, zPath, "load");
   tEnd = now() + (zSec ? atof(zSec) : 3.0);
   for (int i = 0; i <= READERS; i++) {
     aPid[i] = fork();
@@ -349,16 +431,8 @@ static void run_writer_and_readers(int bHnsw) {
       reader(zPath, tEnd, 1000u + (unsigned)i);
     }
   }
-  for (int i = 0; i <= READERS; i++) {
-    int status;
-    assert_int_equal(waitpid(aPid[i], &status, 0), aPid[i]);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      fail_msg("%s %d failed (status %d)", i ? "reader" : "writer", i, status);
-    }
-  }
-  db = open_db(zPath);
-  assert_true(exec_ok(db, "INSERT INTO t(t) VALUES('integrity-check')"));
-  sqlite3_close(db);
+  wait_all("writer (0) or reader", aPid, READERS + 1, tEnd + 120);
+  in_child(check_integrity, zPath, "integrity-check");
   {
     char zCmd[128];
     snprintf(zCmd, sizeof(zCmd), "rm -rf %s", zDir);
@@ -368,18 +442,34 @@ static void run_writer_and_readers(int bHnsw) {
 
 static void test_writer_and_readers(void **state) {
   (void)state;
-  run_writer_and_readers(0);
+  run_writer_and_readers(KIND_FLAT);
 }
 
 static void test_writer_and_readers_hnsw(void **state) {
   (void)state;
-  run_writer_and_readers(1);
+  run_writer_and_readers(KIND_HNSW);
+}
+
+static void test_writer_and_readers_ivf(void **state) {
+  (void)state;
+  run_writer_and_readers(KIND_IVF);
+}
+
+static void test_writer_and_readers_diskann(void **state) {
+  (void)state;
+  run_writer_and_readers(KIND_DISKANN);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_and_readers),
       cmocka_unit_test(test_writer_and_readers_hnsw),
+      cmocka_unit_test(test_writer_and_readers_ivf),
+      cmocka_unit_test(test_writer_and_readers_diskann),
   };
+  /* ANNEX_CONCURRENCY_ONLY=*_diskann (a cmocka pattern) runs one kind */
+  if (getenv("ANNEX_CONCURRENCY_ONLY")) {
+    cmocka_set_test_filter(getenv("ANNEX_CONCURRENCY_ONLY"));
+  }
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
