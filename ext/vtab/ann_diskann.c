@@ -109,9 +109,13 @@ typedef struct diskann_ann {
   uint32_t *aPend;           /* slots (owned) */
   unsigned char *aPendVec;   /* their vectors (owned) */
   int nPend, nPendAlloc;
+  /* aPend[0..nBase) are linked already (a command linked them inside the
+  ** transaction): kept until it ends, since a ROLLBACK TO a savepoint
+  ** taken before that link undoes it in the file (found by fuzz_ann) */
+  int nBase;
   unsigned char *aPendBits;  /* bit per slot: pending (owned) */
   sqlite3_int64 nPendBits;
-  int *aSave;                /* nPend at each savepoint (owned) */
+  int *aSave;                /* nPend, nBase at each savepoint (owned) */
   int nSave;
   /* the node cache: nSlot records of szRec bytes, direct-mapped */
   unsigned char *aCache;     /* (owned; allocated at first use) */
@@ -485,7 +489,7 @@ static int diskann_validate(diskann_ann *d) {
     d->iDataVersion = dv;
     return SQLITE_OK;
   }
-  if (d->nPend > 0) return SQLITE_CORRUPT_VTAB; /* cannot happen */
+  if (d->nPend > d->nBase) return SQLITE_CORRUPT_VTAB; /* cannot happen */
   diskann_drop(d);
   diskann_drop_live(d);
   d->iChanges = p->bCounterBumped ? v - 1 : v;
@@ -818,7 +822,7 @@ static int diskann_pend_bits_grow(diskann_ann *d, sqlite3_int64 iSlot) {
 static void diskann_pend_remark(diskann_ann *d) {
   if (d->nPendBits == 0) return;
   memset(d->aPendBits, 0, (size_t)d->nPendBits / 8);
-  for (int i = 0; i < d->nPend; i++) {
+  for (int i = d->nBase; i < d->nPend; i++) {
     d->aPendBits[d->aPend[i] >> 3] |= (unsigned char)(1u << (d->aPend[i] & 7));
   }
 }
@@ -940,7 +944,7 @@ static int diskann_read_vectors(annex_ann *a, sqlite3_int64 iSlot, int n,
     if (rc == SQLITE_OK) rc = sqlite3_reset(d->pRange);
     else sqlite3_reset(d->pRange);
   }
-  for (int i = 0; i < d->nPend && rc == SQLITE_OK; i++) {
+  for (int i = d->nBase; i < d->nPend && rc == SQLITE_OK; i++) {
     sqlite3_int64 id = d->aPend[i];
     if (id >= iSlot && id < iSlot + n) {
       memcpy(o + nVec * (size_t)(id - iSlot), d->aPendVec + nVec * (size_t)i, nVec);
@@ -953,7 +957,7 @@ static int diskann_read_vectors(annex_ann *a, sqlite3_int64 iSlot, int n,
 
 static void diskann_end_txn(diskann_ann *d) {
   d->bTxnOk = 0;
-  d->nPend = 0;
+  d->nPend = d->nBase = 0;
   diskann_pend_remark(d);
   d->nSave = 0;
   d->bTxnGraph = 0;
@@ -973,13 +977,17 @@ static int diskann_savepoint(annex_ann *a, int iSavepoint) {
   if (iSavepoint < 0) return SQLITE_OK;
   if (iSavepoint >= d->nSave) {
     int *aNew = sqlite3_realloc64(d->aSave,
-                                  sizeof(int) * (size_t)(iSavepoint + 1));
+                                  2 * sizeof(int) * (size_t)(iSavepoint + 1));
     if (aNew == NULL) return SQLITE_NOMEM;
-    for (int i = d->nSave; i < iSavepoint; i++) aNew[i] = d->nPend;
+    for (int i = d->nSave; i < iSavepoint; i++) {
+      aNew[2 * i] = d->nPend;
+      aNew[2 * i + 1] = d->nBase;
+    }
     d->aSave = aNew;
     d->nSave = iSavepoint + 1;
   }
-  d->aSave[iSavepoint] = d->nPend;
+  d->aSave[2 * iSavepoint] = d->nPend;
+  d->aSave[2 * iSavepoint + 1] = d->nBase;
   return SQLITE_OK;
 }
 
@@ -988,7 +996,8 @@ static void diskann_rollback_to(annex_ann *a, int iSavepoint) {
   if (iSavepoint < d->nSave) {
     /* -1: the savepoint that began the transaction (found by fuzz_ann: the
     ** rolled-back rows were linked at COMMIT) */
-    d->nPend = iSavepoint < 0 ? 0 : d->aSave[iSavepoint];
+    d->nPend = iSavepoint < 0 ? 0 : d->aSave[2 * iSavepoint];
+    d->nBase = iSavepoint < 0 ? 0 : d->aSave[2 * iSavepoint + 1];
     diskann_pend_remark(d);
   }
   if (d->bTxnGraph) {
@@ -1144,34 +1153,54 @@ static int diskann_build_all(diskann_ann *d) {
 
 /* Linking at commit ********************************************************/
 
-/* Keep, of the pending slots, the last write of each live one. */
-static int diskann_pending_compact(diskann_ann *d, int *pn) {
+/* Of the slots to link (aPend[nBase..nPend)), the last write of each live
+** one, in order, into *paId / *paVec (*pn of them). In place when no
+** savepoint was opened in this transaction (nPend drops to nBase + *pn; a
+** bulk load must not double its memory); else into new arrays (*pbOwned:
+** sqlite3_free them), since a savepoint's ROLLBACK TO needs the buffer as
+** it was. */
+static int diskann_pending_compact(diskann_ann *d, uint32_t **paId,
+                                   unsigned char **paVec, int *pn,
+                                   int *pbOwned) {
   size_t szVec = d->base.pTab->pConfig->szVec;
+  int nAll = d->nPend - d->nBase, n = 0, bOwn = d->nSave > 0;
   sqlite3_int64 nMax = 0;
+  uint32_t *aId = bOwn ? sqlite3_malloc64(sizeof(uint32_t) * (size_t)(nAll + 1))
+                       : d->aPend + d->nBase;
+  unsigned char *aVec = bOwn ? sqlite3_malloc64(szVec * (size_t)(nAll + 1))
+                             : d->aPendVec + szVec * (size_t)d->nBase;
   unsigned char *aSeen;
-  int n = 0;
-  for (int i = 0; i < d->nPend; i++) {
+  for (int i = d->nBase; i < d->nPend; i++) {
     if (d->aPend[i] >= nMax) nMax = (sqlite3_int64)d->aPend[i] + 1;
   }
   aSeen = sqlite3_malloc64((size_t)(nMax + 7) / 8 + 1);
-  if (aSeen == NULL) return SQLITE_NOMEM;
+  if (aId == NULL || aVec == NULL || aSeen == NULL) {
+    if (bOwn) sqlite3_free(aId);
+    if (bOwn) sqlite3_free(aVec);
+    sqlite3_free(aSeen);
+    return SQLITE_NOMEM;
+  }
   memset(aSeen, 0, (size_t)(nMax + 7) / 8 + 1);
-  for (int i = d->nPend - 1; i >= 0; i--) {
+  /* Walk backwards so the last vector of a slot wins, filling from the end
+  ** (in place, never over an entry not read yet); then move to the front. */
+  for (int i = d->nPend - 1; i >= d->nBase; i--) {
     uint32_t id = d->aPend[i];
     if (annex_bit_get(aSeen, id)) continue;
     aSeen[id >> 3] |= (unsigned char)(1u << (id & 7));
     if (id >= d->nLiveBits || !annex_bit_get(d->aLive, id)) continue;
-    d->aPend[d->nPend - 1 - n] = id;
-    memmove(d->aPendVec + szVec * (size_t)(d->nPend - 1 - n),
-            d->aPendVec + szVec * (size_t)i, szVec);
     n++;
+    aId[nAll - n] = id;
+    memmove(aVec + szVec * (size_t)(nAll - n),
+            d->aPendVec + szVec * (size_t)i, szVec);
   }
-  memmove(d->aPend, d->aPend + d->nPend - n, sizeof(uint32_t) * (size_t)n);
-  memmove(d->aPendVec, d->aPendVec + szVec * (size_t)(d->nPend - n),
-          szVec * (size_t)n);
-  d->nPend = n;
+  memmove(aId, aId + nAll - n, sizeof(uint32_t) * (size_t)n);
+  memmove(aVec, aVec + szVec * (size_t)(nAll - n), szVec * (size_t)n);
   sqlite3_free(aSeen);
+  if (!bOwn) d->nPend = d->nBase + n;
+  *paId = aId;
+  *paVec = aVec;
   *pn = n;
+  *pbOwned = bOwn;
   return SQLITE_OK;
 }
 
@@ -1218,7 +1247,7 @@ static int diskann_settle(diskann_ann *d) {
   sqlite3_int64 v;
   int rc = annex_storage_config_int(d->base.pTab, "changes", &v);
   if (rc == SQLITE_OK) d->iChanges = v;
-  d->nPend = 0;
+  d->nBase = d->nPend; /* linked; kept for savepoints until the end */
   diskann_pend_remark(d);
   return rc;
 }
@@ -1226,8 +1255,10 @@ static int diskann_settle(diskann_ann *d) {
 static int diskann_sync(annex_ann *a) {
   diskann_ann *d = (diskann_ann *)a;
   size_t szVec = d->base.pTab->pConfig->szVec;
-  int n = 0, rc;
-  if (d->nPend == 0) {
+  int n = 0, bOwned = 0, rc;
+  uint32_t *aId = NULL;
+  unsigned char *aVec = NULL;
+  if (d->nPend == d->nBase) {
     /* Deletes only: memory already agrees with the file as this
     ** transaction leaves it; take the counter so that no reload follows. */
     return d->bTxnOk ? annex_storage_config_int(d->base.pTab, "changes",
@@ -1235,7 +1266,7 @@ static int diskann_sync(annex_ann *a) {
                      : SQLITE_OK;
   }
   rc = diskann_ready(d);
-  if (rc == SQLITE_OK) rc = diskann_pending_compact(d, &n);
+  if (rc == SQLITE_OK) rc = diskann_pending_compact(d, &aId, &aVec, &n, &bOwned);
   d->bTxnGraph = 1; /* from here on a failure leaves memory unlike the file */
   if (rc == SQLITE_OK && n > 0) {
     int bAll = d->nTrained == 0 || (sqlite3_int64)n * 2 > d->nNodes ||
@@ -1244,11 +1275,15 @@ static int diskann_sync(annex_ann *a) {
       rc = diskann_build_all(d);
     } else {
       for (int i = 0; i < n && rc == SQLITE_OK; i++) {
-        rc = diskann_link_one(d, d->aPend[i],
-                              (const float *)(d->aPendVec + szVec * (size_t)i));
+        rc = diskann_link_one(d, aId[i],
+                              (const float *)(aVec + szVec * (size_t)i));
       }
       if (rc == SQLITE_OK) rc = diskann_flush(d);
     }
+  }
+  if (bOwned) {
+    sqlite3_free(aId);
+    sqlite3_free(aVec);
   }
   if (rc == SQLITE_OK) rc = diskann_settle(d);
   return rc;
@@ -1261,7 +1296,7 @@ static void diskann_search_pending(diskann_ann *d, const annex_ann_query *q,
                                    annex_topk *top) {
   annex_table *p = d->base.pTab;
   size_t szVec = p->pConfig->szVec;
-  for (int i = d->nPend - 1; i >= 0; i--) {
+  for (int i = d->nPend - 1; i >= d->nBase; i--) {
     uint32_t id = d->aPend[i];
     int bLater = 0;
     for (int j = i + 1; j < d->nPend && !bLater; j++) bLater = d->aPend[j] == id;
@@ -1352,7 +1387,9 @@ static int diskann_search(annex_ann *a, const annex_ann_query *q,
   }
   rc = diskann_vrc(d, annex_vamana_search(&d->prm, d->w, &vq, &io, (size_t)q->k,
                                       aOut, &nOut, NULL));
-  if (rc == SQLITE_OK && d->nPend > 0) rc = diskann_merge_pending(d, q, aOut, &nOut);
+  if (rc == SQLITE_OK && d->nPend > d->nBase) {
+    rc = diskann_merge_pending(d, q, aOut, &nOut);
+  }
   if (rc == SQLITE_OK && nOut < (size_t)q->k && (double)nOut < nAccepted) {
     rc = ANNEX_ANN_EXACT; /* the walk could not reach k accepted rows */
   }
@@ -1590,7 +1627,7 @@ static int diskann_info(annex_ann *a, void *pCtx,
       {"diskann_nodes", d->nNodes},
       {"diskann_tombstones", diskann_count_dead(d)},
       {"diskann_trained_on", d->nTrained},
-      {"diskann_pending", d->nPend},
+      {"diskann_pending", d->nPend - d->nBase},
       {"diskann_codes_loaded", d->bLoaded},
       {"memory_index", nMem},
   };
@@ -1684,7 +1721,7 @@ static int diskann_integrity(annex_ann *a) {
   if (rc == SQLITE_OK) rc = diskann_check_codes(d);
   /* (whatever diskann_trained says: a sync links every row it writes, and
   ** a live row's record is its vector's only copy) */
-  if (rc == SQLITE_OK && d->nPend == 0 && nLiveNodes != d->nLive) {
+  if (rc == SQLITE_OK && d->nPend == d->nBase && nLiveNodes != d->nLive) {
     annex_set_error(&p->base, "annex table %s is corrupt: %lld live rows but "
                     "%lld of them have a node in %s_diskann", p->zName,
                     d->nLive, nLiveNodes, p->zName);

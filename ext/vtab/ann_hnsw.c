@@ -63,10 +63,14 @@ typedef struct hnsw_ann {
   uint32_t *aPend;          /* slots written by this transaction (owned) */
   unsigned char *aPendVec;  /* their vectors, szVec each (owned) */
   int nPend, nPendAlloc;
+  /* aPend[0..nBase) are linked already (a command linked them inside the
+  ** transaction): kept until it ends, since a ROLLBACK TO a savepoint
+  ** taken before that link undoes it in the file (found by fuzz_ann) */
+  int nBase;
   unsigned char *aPendBits; /* bit per slot: in aPend (owned) */
   unsigned char *aPendDup;  /* bit per slot: in aPend more than once */
   sqlite3_int64 nPendBits;  /* bits in both */
-  int *aSave;               /* nPend at each open savepoint (owned) */
+  int *aSave;               /* nPend, nBase at each savepoint (owned) */
   int nSave;
   int bTxnGraph;            /* this transaction changed g or T_hnsw */
   int bTxnOk;               /* validated inside this write transaction */
@@ -334,7 +338,9 @@ static int hnsw_validate(hnsw_ann *h) {
     h->iDataVersion = dv;
     return SQLITE_OK;
   }
-  if (h->nPend > 0) return SQLITE_CORRUPT_VTAB; /* cannot happen */
+  /* Another writer while this transaction has rows to link cannot be (a
+  ** cache this transaction dropped itself, iChanges -1, is reloaded). */
+  if (h->nPend > h->nBase && h->iChanges >= 0) return SQLITE_CORRUPT_VTAB;
   hnsw_drop_graph(h);
   hnsw_drop_live(h);
   rc = hnsw_load_entry(h);
@@ -443,7 +449,7 @@ static void hnsw_pend_remark(hnsw_ann *h) {
   if (h->nPendBits == 0) return;
   memset(h->aPendBits, 0, (size_t)h->nPendBits / 8);
   memset(h->aPendDup, 0, (size_t)h->nPendBits / 8);
-  for (int i = 0; i < h->nPend; i++) hnsw_pend_mark(h, h->aPend[i]);
+  for (int i = h->nBase; i < h->nPend; i++) hnsw_pend_mark(h, h->aPend[i]);
 }
 
 static int hnsw_is_pending(const hnsw_ann *h, uint32_t id) {
@@ -553,7 +559,7 @@ static void hnsw_pend_release(hnsw_ann *h) {
 
 static void hnsw_end_txn(hnsw_ann *h) {
   h->bTxnOk = 0;
-  h->nPend = 0;
+  h->nPend = h->nBase = 0;
   hnsw_pend_release(h);
   hnsw_pend_remark(h);
   h->nSave = 0;
@@ -574,13 +580,17 @@ static int hnsw_savepoint(annex_ann *a, int iSavepoint) {
   if (iSavepoint < 0) return SQLITE_OK;
   if (iSavepoint >= h->nSave) {
     int *aNew = sqlite3_realloc64(h->aSave,
-                                  sizeof(int) * (size_t)(iSavepoint + 1));
+                                  2 * sizeof(int) * (size_t)(iSavepoint + 1));
     if (aNew == NULL) return SQLITE_NOMEM;
-    for (int i = h->nSave; i < iSavepoint; i++) aNew[i] = h->nPend;
+    for (int i = h->nSave; i < iSavepoint; i++) {
+      aNew[2 * i] = h->nPend;
+      aNew[2 * i + 1] = h->nBase;
+    }
     h->aSave = aNew;
     h->nSave = iSavepoint + 1;
   }
-  h->aSave[iSavepoint] = h->nPend;
+  h->aSave[2 * iSavepoint] = h->nPend;
+  h->aSave[2 * iSavepoint + 1] = h->nBase;
   return SQLITE_OK;
 }
 
@@ -589,7 +599,8 @@ static void hnsw_rollback_to(annex_ann *a, int iSavepoint) {
   if (iSavepoint < h->nSave) {
     /* -1: the savepoint that began the transaction (found by fuzz_ann: the
     ** rolled-back rows were linked at COMMIT) */
-    h->nPend = iSavepoint < 0 ? 0 : h->aSave[iSavepoint];
+    h->nPend = iSavepoint < 0 ? 0 : h->aSave[2 * iSavepoint];
+    h->nBase = iSavepoint < 0 ? 0 : h->aSave[2 * iSavepoint + 1];
     hnsw_pend_remark(h);
   }
   if (h->bTxnGraph) {
@@ -713,34 +724,53 @@ static int hnsw_link_batch(hnsw_ann *h, uint32_t *aId, size_t n,
   return rc;
 }
 
-/* Keep, of the pending slots, the last write of each live one. */
-static int hnsw_pending_compact(hnsw_ann *h, int *pn) {
+/* Of the slots to link (aPend[nBase..nPend)), the last write of each live
+** one, in order, into *paId / *paVec (*pn of them). In place when no
+** savepoint was opened in this transaction (nPend drops to nBase + *pn; a
+** bulk load must not double its memory); else into new arrays (*pbOwned:
+** sqlite3_free them), since a savepoint's ROLLBACK TO needs the buffer as
+** it was. */
+static int hnsw_pending_compact(hnsw_ann *h, uint32_t **paId,
+                                unsigned char **paVec, int *pn, int *pbOwned) {
   size_t szVec = h->base.pTab->pConfig->szVec;
+  int nAll = h->nPend - h->nBase, n = 0, bOwn = h->nSave > 0;
   sqlite3_int64 nMax = 0;
+  uint32_t *aId = bOwn ? sqlite3_malloc64(sizeof(uint32_t) * (size_t)(nAll + 1))
+                       : h->aPend + h->nBase;
+  unsigned char *aVec = bOwn ? sqlite3_malloc64(szVec * (size_t)(nAll + 1))
+                             : h->aPendVec + szVec * (size_t)h->nBase;
   unsigned char *aSeen;
-  int n = 0;
-  for (int i = 0; i < h->nPend; i++) {
+  for (int i = h->nBase; i < h->nPend; i++) {
     if (h->aPend[i] >= nMax) nMax = (sqlite3_int64)h->aPend[i] + 1;
   }
   aSeen = sqlite3_malloc64((size_t)(nMax + 7) / 8 + 1);
-  if (aSeen == NULL) return SQLITE_NOMEM;
+  if (aId == NULL || aVec == NULL || aSeen == NULL) {
+    if (bOwn) sqlite3_free(aId);
+    if (bOwn) sqlite3_free(aVec);
+    sqlite3_free(aSeen);
+    return SQLITE_NOMEM;
+  }
   memset(aSeen, 0, (size_t)(nMax + 7) / 8 + 1);
-  /* Walk backwards so the last vector of a slot wins; then restore order. */
-  for (int i = h->nPend - 1; i >= 0; i--) {
+  /* Walk backwards so the last vector of a slot wins, filling from the end
+  ** (in place, never over an entry not read yet); then move to the front. */
+  for (int i = h->nPend - 1; i >= h->nBase; i--) {
     uint32_t id = h->aPend[i];
     if (annex_bit_get(aSeen, id)) continue;
     aSeen[id >> 3] |= (unsigned char)(1u << (id & 7));
     if (id >= h->nLiveBits || !annex_bit_get(h->aLive, id)) continue;
-    h->aPend[h->nPend - 1 - n] = id;
-    memmove(h->aPendVec + szVec * (size_t)(h->nPend - 1 - n),
-            h->aPendVec + szVec * (size_t)i, szVec);
     n++;
+    aId[nAll - n] = id;
+    memmove(aVec + szVec * (size_t)(nAll - n),
+            h->aPendVec + szVec * (size_t)i, szVec);
   }
-  memmove(h->aPend, h->aPend + h->nPend - n, sizeof(uint32_t) * (size_t)n);
-  memmove(h->aPendVec, h->aPendVec + szVec * (size_t)(h->nPend - n),
-          szVec * (size_t)n);
+  memmove(aId, aId + nAll - n, sizeof(uint32_t) * (size_t)n);
+  memmove(aVec, aVec + szVec * (size_t)(nAll - n), szVec * (size_t)n);
   sqlite3_free(aSeen);
+  if (!bOwn) h->nPend = h->nBase + n;
+  *paId = aId;
+  *paVec = aVec;
   *pn = n;
+  *pbOwned = bOwn;
   return SQLITE_OK;
 }
 
@@ -749,7 +779,7 @@ static int hnsw_settle(hnsw_ann *h) {
   sqlite3_int64 v;
   int rc = annex_storage_config_int(h->base.pTab, "changes", &v);
   if (rc == SQLITE_OK) h->iChanges = v;
-  h->nPend = 0;
+  h->nBase = h->nPend; /* linked; kept for savepoints until the end */
   hnsw_pend_remark(h);
   return rc;
 }
@@ -757,23 +787,28 @@ static int hnsw_settle(hnsw_ann *h) {
 static int hnsw_sync(annex_ann *a) {
   hnsw_ann *h = (hnsw_ann *)a;
   size_t szVec = h->base.pTab->pConfig->szVec;
-  int n = 0, rc;
-  if (h->nPend == 0) return SQLITE_OK;
+  int n = 0, bOwned = 0, rc;
+  uint32_t *aId = NULL;
+  unsigned char *aVec = NULL;
+  if (h->nPend == h->nBase) return SQLITE_OK;
   rc = hnsw_ready(h);
-  if (rc == SQLITE_OK) rc = hnsw_pending_compact(h, &n);
+  if (rc == SQLITE_OK) rc = hnsw_pending_compact(h, &aId, &aVec, &n, &bOwned);
   h->bTxnGraph = 1; /* from here on a failure leaves g unlike the file */
   if (rc == SQLITE_OK && (n > HNSW_SERIAL_MAX || h->bFull)) {
     rc = hnsw_load_all(h);
-    if (rc == SQLITE_OK) rc = hnsw_link_batch(h, h->aPend, (size_t)n, h->aPendVec);
-  } else {
+    if (rc == SQLITE_OK) rc = hnsw_link_batch(h, aId, (size_t)n, aVec);
+  } else if (rc == SQLITE_OK) {
     /* One by one, loading the nodes each insertion meets. */
     annex_hnsw_io io = {h, hnsw_io_record, hnsw_io_vector};
     annex_hnsw_set_io(h->g, &io);
     for (int i = 0; i < n && rc == SQLITE_OK; i++) {
-      rc = hnsw_rc(annex_hnsw_insert(h->g, h->aPend[i],
-                                     h->aPendVec + szVec * (size_t)i));
+      rc = hnsw_rc(annex_hnsw_insert(h->g, aId[i], aVec + szVec * (size_t)i));
     }
     annex_hnsw_set_io(h->g, NULL);
+  }
+  if (bOwned) {
+    sqlite3_free(aId);
+    sqlite3_free(aVec);
   }
   if (rc == SQLITE_OK) rc = hnsw_write_back(h);
   if (rc == SQLITE_OK) rc = hnsw_settle(h);
@@ -787,7 +822,7 @@ static void hnsw_search_pending(hnsw_ann *h, const annex_ann_query *q,
                                 const void *pQuery, annex_topk *top) {
   annex_table *p = h->base.pTab;
   size_t szVec = p->pConfig->szVec;
-  for (int i = h->nPend - 1; i >= 0; i--) {
+  for (int i = h->nPend - 1; i >= h->nBase; i--) {
     uint32_t id = h->aPend[i];
     int bLater = 0;
     float f;
@@ -858,7 +893,7 @@ static int hnsw_search(annex_ann *a, const annex_ann_query *q,
                                    nAccept, aOut, &nOut));
     annex_hnsw_set_io(h->g, NULL);
   }
-  if (rc == SQLITE_OK && h->nPend > 0) {
+  if (rc == SQLITE_OK && h->nPend > h->nBase) {
     /* Merge the exact scores of this transaction's rows; drop graph hits of
     ** slots it rewrote (their graph vector is the old one). */
     annex_topk top;
@@ -1030,7 +1065,7 @@ static int hnsw_info(annex_ann *a, void *pCtx,
       /* (m and ef_construction come from T_config) */
       {"hnsw_ef_search", h->efSearch},
       {"hnsw_nodes_in_memory", (sqlite3_int64)annex_hnsw_count(h->g)},
-      {"hnsw_pending", h->nPend},
+      {"hnsw_pending", h->nPend - h->nBase},
       {"memory_index", (sqlite3_int64)annex_hnsw_memory(h->g) +
                            h->nLiveBits / 8},
   };
@@ -1106,7 +1141,7 @@ static int hnsw_integrity(annex_ann *a) {
     rc = SQLITE_CORRUPT_VTAB;
   }
   /* Rows of this transaction get their nodes at commit. */
-  if (rc == SQLITE_OK && h->nPend == 0 && nLiveNodes != h->nLive) {
+  if (rc == SQLITE_OK && h->nPend == h->nBase && nLiveNodes != h->nLive) {
     annex_set_error(&p->base, "annex table %s is corrupt: %lld live rows but "
                     "%lld of them have a node in %s_hnsw", p->zName, h->nLive,
                     nLiveNodes, p->zName);
