@@ -23,7 +23,7 @@
 **       so one hop of a search is one record read. A deleted row's node
 **       stays as a tombstone (searches pass through it, never return it)
 **       until 'optimize' repairs the lists that name it and drops it.
-**   T_diskann_pq(id INTEGER PRIMARY KEY, data BLOB NOT NULL)
+**   T_diskannpq(id INTEGER PRIMARY KEY, data BLOB NOT NULL)
 **       id -1: the PQ codebook, pq.h's layout (m x 256 x dims/m f32)
 **       id b >= 0: the codes of slots [1024 b, 1024 b + 1024):
 **         1024 bits (128 bytes): slot has a node in T_diskann
@@ -251,7 +251,7 @@ static int diskann_create(annex_table *p, char **pzErr) {
   diskann_cfg g;
   int rc = diskann_exec(p, "CREATE TABLE \"%w\".\"%w_diskann\"(id INTEGER "
                         "PRIMARY KEY, node BLOB NOT NULL);"
-                        "CREATE TABLE \"%w\".\"%w_diskann_pq\"(id INTEGER "
+                        "CREATE TABLE \"%w\".\"%w_diskannpq\"(id INTEGER "
                         "PRIMARY KEY, data BLOB NOT NULL)", p->zDb, p->zName,
                         p->zDb, p->zName);
   if (rc == SQLITE_OK) rc = diskann_cfg_read(p->pConfig, &g, pzErr);
@@ -269,7 +269,7 @@ static int diskann_create(annex_table *p, char **pzErr) {
 
 static int diskann_destroy(annex_table *p) {
   return diskann_exec(p, "DROP TABLE IF EXISTS \"%w\".\"%w_diskann\";"
-                      "DROP TABLE IF EXISTS \"%w\".\"%w_diskann_pq\"",
+                      "DROP TABLE IF EXISTS \"%w\".\"%w_diskannpq\"",
                       p->zDb, p->zName, p->zDb, p->zName);
 }
 
@@ -285,12 +285,12 @@ static void diskann_finalize(diskann_ann *d) {
 static int diskann_rename(annex_table *p, const char *zNew) {
   if (p->pAnn) diskann_finalize((diskann_ann *)p->pAnn);
   return diskann_exec(p, "ALTER TABLE \"%w\".\"%w_diskann\" RENAME TO "
-                      "\"%w_diskann\";ALTER TABLE \"%w\".\"%w_diskann_pq\" "
-                      "RENAME TO \"%w_diskann_pq\"", p->zDb, p->zName, zNew,
+                      "\"%w_diskann\";ALTER TABLE \"%w\".\"%w_diskannpq\" "
+                      "RENAME TO \"%w_diskannpq\"", p->zDb, p->zName, zNew,
                       p->zDb, p->zName, zNew);
 }
 
-static const char *const g_azDiskannShadow[] = {"diskann", "diskann_pq", NULL};
+static const char *const g_azDiskannShadow[] = {"diskann", "diskannpq", NULL};
 
 static int diskann_stmt(diskann_ann *d, sqlite3_stmt **pp, const char *zFmt) {
   annex_table *p = d->base.pTab;
@@ -384,7 +384,7 @@ static int diskann_mark_node(diskann_ann *d, sqlite3_int64 id, int bOn) {
 
 /* Loading ****************************************************************/
 
-/* Read one T_diskann_pq row into memory: the codebook or a code block. */
+/* Read one T_diskannpq row into memory: the codebook or a code block. */
 static int diskann_load_row(diskann_ann *d, sqlite3_int64 id,
                             const unsigned char *a, size_t n) {
   size_t nBook = sizeof(float) * 256 * d->prm.nDim;
@@ -435,7 +435,7 @@ static int diskann_load(diskann_ann *d) {
   if (nTrained > 0) {
     rc = diskann_kmeans_rc(annex_pq_init(&d->pq, d->prm.nDim, d->m));
   }
-  zSql = sqlite3_mprintf("SELECT id, data FROM \"%w\".\"%w_diskann_pq\"",
+  zSql = sqlite3_mprintf("SELECT id, data FROM \"%w\".\"%w_diskannpq\"",
                          p->zDb, p->zName);
   if (zSql == NULL) rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(p->db, zSql, -1, &s, 0);
@@ -755,7 +755,7 @@ static int diskann_flush(diskann_ann *d) {
   size_t nBlk = DISKANN_BLOCK_BITS + (size_t)DISKANN_BLOCK * (size_t)d->m;
   unsigned char *a = NULL;
   int rc = diskann_stmt(d, &d->pBlk, "INSERT OR REPLACE INTO \"%w\".\"%w_"
-                        "diskann_pq\"(id, data) VALUES(?, ?)");
+                        "diskannpq\"(id, data) VALUES(?, ?)");
   for (sqlite3_int64 b = 0; rc == SQLITE_OK && b < d->nCap / DISKANN_BLOCK; b++) {
     if (!d->aBlkDirty[b]) continue;
     if (a == NULL && (a = sqlite3_malloc64(nBlk)) == NULL) {
@@ -780,7 +780,7 @@ static int diskann_flush(diskann_ann *d) {
 static int diskann_put_codebook(diskann_ann *d) {
   annex_table *p = d->base.pTab;
   int rc = diskann_stmt(d, &d->pBlk, "INSERT OR REPLACE INTO \"%w\".\"%w_"
-                        "diskann_pq\"(id, data) VALUES(?, ?)");
+                        "diskannpq\"(id, data) VALUES(?, ?)");
   if (rc == SQLITE_OK) {
     sqlite3_bind_int64(d->pBlk, 1, -1);
     sqlite3_bind_blob(d->pBlk, 2, d->pq.aCodebook,
@@ -1108,7 +1108,7 @@ static int diskann_build_all(diskann_ann *d) {
   rc = diskann_read_live(d, &aId, &aVec, &n);
   if (rc == SQLITE_OK) {
     rc = diskann_exec(p, "DELETE FROM \"%w\".\"%w_diskann\";DELETE FROM "
-                      "\"%w\".\"%w_diskann_pq\"", p->zDb, p->zName,
+                      "\"%w\".\"%w_diskannpq\"", p->zDb, p->zName,
                       p->zDb, p->zName);
   }
   diskann_drop(d);
@@ -1659,7 +1659,7 @@ static int diskann_check_codes(diskann_ann *d) {
     for (int j = 0; j < d->m; j++) {
       if (c[j]) {
         annex_set_error(&p->base, "annex table %s is corrupt: slot %lld has a "
-                        "code but no node in %s_diskann_pq", p->zName, i,
+                        "code but no node in %s_diskannpq", p->zName, i,
                         p->zName);
         return SQLITE_CORRUPT_VTAB;
       }
