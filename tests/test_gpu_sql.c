@@ -16,7 +16,9 @@
 **     write transaction, and the batch function annex_knn;
 **   - sift5k (shared dataset): device=gpu against its ground truth;
 **   - injected faults (allocation, launch, lost device): same answers from
-**     the CPU, counted in annex_info's gpu_fallbacks.
+**     the CPU, counted in annex_info's gpu_fallbacks;
+**   - index=ivf (flat codes): the probed lists scanned on the GPU under
+**     device=auto, with the CPU's answers (test_gpu_ivf).
 */
 #include <math.h>
 #include <setjmp.h>
@@ -472,8 +474,99 @@ static void test_gpu_faults(void **state) {
   st_close(db);
 }
 
+/* The last k-NN on table v ran on the GPU; else fail with the reason. */
+static void expect_gpu_ran(sqlite3 *db, const char *zWhat) {
+  char *z = info(db, "v", "last_device");
+  if (strcmp(z, "gpu") != 0) {
+    char *zWhy = info(db, "v", "last_cpu_reason");
+    fail_msg("%s: ran on the %s: %s", zWhat, z, zWhy);
+  }
+  sqlite3_free(z);
+}
+
+static sqlite3_int64 index_searches(sqlite3 *db, const char *zTab) {
+  char *z = info(db, zTab, "gpu_index"), *zS = strstr(z, "searches=");
+  sqlite3_int64 n = zS ? atoll(zS + 9) : -1;
+  sqlite3_free(z);
+  return n;
+}
+
+/* index=ivf with flat codes: under device=auto the probed lists are
+** scanned on the GPU (gpu.c's ranged table) with the CPU's answer, for
+** every metric; after deletes (a new upload), inside a write transaction
+** (the CPU), with a filter (the CPU), and after injected faults. */
+static void test_gpu_ivf(void **state) {
+  static const char *azMetric[] = {"l2", "cosine", "ip"};
+  const int d = 128, n = 20000;
+  float q[128];
+  char zWhat[96];
+  (void)state;
+  if (!gpu_present("test_gpu_ivf")) skip();
+  for (int im = 0; im < 3; im++) {
+    sqlite3 *db = st_open(NULL);
+    sqlite3_int64 n0;
+    /* nlist 50: about 400 rows a list; nprobe 30 scores ~1.5M floats,
+    ** above device=auto's threshold, nprobe 1 50k, below it */
+    make_table(db, "v", d, azMetric[im], "index=ivf(nlist=50)", n);
+    assert_int_equal(st_int(db, "SELECT value FROM annex_info('v') WHERE key "
+                                "= 'ivf_trained'"), 1);
+    for (int i = 0; i < 20; i++) {
+      int k = i % 4 == 0 ? 1 : i % 4 == 1 ? 10 : i % 4 == 2 ? 100 : 500;
+      rand_vec(q, d);
+      snprintf(zWhat, sizeof(zWhat), "ivf %s query %d k=%d", azMetric[im], i, k);
+      same_answer(db, "v", q, d, k, "auto", "AND nprobe = 30", zWhat);
+    }
+    /* a large k on uniform data can miss certification (its candidates'
+    ** scores are too close to the bound): the CPU answers those */
+    n0 = index_searches(db, "v");
+    printf("ivf %s: %lld of 20 searches on the GPU\n", azMetric[im],
+           (long long)n0);
+    assert_true(n0 >= 15);
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "k = 10");
+    expect_gpu_ran(db, "k = 10");
+    n0 = index_searches(db, "v");
+    /* deletes move the counter: a new upload, the same answers */
+    st_exec(db, "DELETE FROM v WHERE rowid %% 7 = 0");
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "after deletes");
+    assert_int_equal(index_searches(db, "v"), n0 + 1);
+    /* inside a write transaction, and with a filter: the CPU */
+    st_exec(db, "BEGIN; INSERT INTO v(emb) SELECT emb FROM v LIMIT 3");
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "in a write");
+    expect_info(db, "v", "last_device", "cpu");
+    st_exec(db, "COMMIT");
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30 AND cat = 2",
+                "filtered");
+    /* too little work under auto: the CPU */
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 1", "nprobe 1");
+    expect_info(db, "v", "last_device", "cpu");
+    /* the commit moved the counter: a new upload */
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "after commit");
+    expect_gpu_ran(db, "after the commit");
+    /* faults: the CPU answers the same and counts them */
+    annex_gpu_test_inject(ANNEX_CUDA_TEST_FAIL_LAUNCH, 0);
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "launch fault");
+    expect_info(db, "v", "last_device", "cpu");
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "after it");
+    expect_gpu_ran(db, "after the launch fault");
+    st_exec(db, "DELETE FROM v WHERE rowid = 1006");
+    annex_gpu_test_inject(ANNEX_CUDA_TEST_FAIL_ALLOC, 0);
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "upload fault");
+    assert_true(fallbacks(db, "v") >= 2);
+    /* a failed upload is not retried until the table changes */
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "no retry");
+    expect_info(db, "v", "last_cpu_reason", "the index upload failed");
+    st_exec(db, "DELETE FROM v WHERE rowid = 1009");
+    same_answer(db, "v", q, d, 10, "auto", "AND nprobe = 30", "re-upload");
+    expect_gpu_ran(db, "re-upload");
+    printf("ivf %s: %lld index searches on the GPU, all equal to the CPU's\n",
+           azMetric[im], (long long)index_searches(db, "v"));
+    st_close(db);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gpu_ivf),
       cmocka_unit_test(test_knobs),      cmocka_unit_test(test_fallback),
       cmocka_unit_test(test_gpu_equal),  cmocka_unit_test(test_gpu_sift),
       cmocka_unit_test(test_gpu_faults),

@@ -682,10 +682,11 @@ static int x_invalidate(void *ctx, const int64_t *aSlot, size_t n) {
   return gpu_launch_rc(p, "invalidate");
 }
 
-static int x_knn(void *ctx, const float *aQuery, size_t nQuery, size_t k,
-                 size_t nCand, unsigned flags, const unsigned char *aAllowed,
-                 annex_cuda_hit *aHit, size_t *anHit, float *aFloor) {
-  Ctx *c = (Ctx *)ctx;
+/* xKnn, and xKnnRanges when aRange is not NULL (nRange ranges a query). */
+static int knn_run(Ctx *c, const float *aQuery, size_t nQuery, size_t k,
+                   size_t nCand, unsigned flags, const unsigned char *aAllowed,
+                   const uint64_t *aRange, size_t nRange, annex_cuda_hit *aHit,
+                   size_t *anHit, float *aFloor) {
   GpuCtx *p = &c->g;
   int rc = enter(p);
   cudaError_t e;
@@ -707,6 +708,13 @@ static int x_knn(void *ctx, const float *aQuery, size_t nQuery, size_t k,
   if (nQuery == 0) return ANNEX_CUDA_OK;
   if (!aQuery || !aHit || !anHit) {
     return gpu_fail(p, ANNEX_CUDA_ERROR, "NULL argument");
+  }
+  for (size_t i = 0; aRange && i < nQuery * nRange; i++) {
+    if (aRange[2 * i] > aRange[2 * i + 1] || aRange[2 * i + 1] > p->n) {
+      return gpu_fail(p, ANNEX_CUDA_RANGE, "range [%llu, %llu) outside the "
+                      "%zu rows", (unsigned long long)aRange[2 * i],
+                      (unsigned long long)aRange[2 * i + 1], p->n);
+    }
   }
   dpad = p->nDimPad;
   nHitB = nQuery * nCand * sizeof(annex_cuda_hit);
@@ -751,8 +759,14 @@ static int x_knn(void *ctx, const float *aQuery, size_t nQuery, size_t k,
   rc = gpu_launch_rc(p, "qprep");
   if (rc) return rc;
 
-  if ((flags & ANNEX_CUDA_FORCE_SCAN) ||
-      (!(flags & ANNEX_CUDA_FORCE_GEMM) && nQuery < ANNEX_CUDA_SCAN_BELOW)) {
+  if (aRange) {
+    path = ANNEX_CUDA_PATH_SCAN;
+    rc = gpu_knn_ranges(p, dQ, dQp, nQuery, (int)nCand, aRange, nRange,
+                        (annex_cuda_hit *)dOut, (int *)(dOut + offN),
+                        (float *)(dOut + offF));
+  } else if ((flags & ANNEX_CUDA_FORCE_SCAN) ||
+             (!(flags & ANNEX_CUDA_FORCE_GEMM) &&
+              nQuery < ANNEX_CUDA_SCAN_BELOW)) {
     path = ANNEX_CUDA_PATH_SCAN;
     rc = gpu_knn_scan(p, dQ, dQp, nQuery, (int)nCand, dAllowed,
                       (annex_cuda_hit *)dOut, (int *)(dOut + offN),
@@ -799,6 +813,24 @@ static int x_knn(void *ctx, const float *aQuery, size_t nQuery, size_t k,
   p->stats.nKnnCall++;
   p->stats.nQuery += nQuery;
   return ANNEX_CUDA_OK;
+}
+
+static int x_knn(void *ctx, const float *aQuery, size_t nQuery, size_t k,
+                 size_t nCand, unsigned flags, const unsigned char *aAllowed,
+                 annex_cuda_hit *aHit, size_t *anHit, float *aFloor) {
+  return knn_run((Ctx *)ctx, aQuery, nQuery, k, nCand, flags, aAllowed, NULL,
+                 0, aHit, anHit, aFloor);
+}
+
+static int x_knn_ranges(void *ctx, const float *aQuery, size_t nQuery,
+                        size_t nCand, const uint64_t *aRange, size_t nRange,
+                        annex_cuda_hit *aHit, size_t *anHit, float *aFloor) {
+  GpuCtx *p = &((Ctx *)ctx)->g;
+  if (nQuery > 0 && (aRange == NULL || nRange == 0)) {
+    return gpu_fail(p, ANNEX_CUDA_ERROR, "xKnnRanges without ranges");
+  }
+  return knn_run((Ctx *)ctx, aQuery, nQuery, 0, nCand, 0, NULL, aRange,
+                 nRange, aHit, anHit, aFloor);
 }
 
 static size_t x_resident(void *ctx) {
@@ -950,6 +982,7 @@ static const annex_cuda_api g_api = {
     x_measure,
     x_test_control,
     x_kmeans_assign,
+    x_knn_ranges,
 };
 
 extern "C" __attribute__((visibility("default"))) const annex_cuda_api *

@@ -100,11 +100,13 @@
 extern "C" {
 #endif
 
-#define ANNEX_CUDA_ABI_VERSION 2
+#define ANNEX_CUDA_ABI_VERSION 3
 /* Version history: 1 k-NN (xInfo .. xTestControl); 2 appends
-** xKmeansAssign. A caller that needs a function of version V checks
-** iVersion >= V before using it (older plugins lack the member). */
+** xKmeansAssign; 3 appends xKnnRanges. A caller that needs a function of
+** version V checks iVersion >= V before using it (older plugins lack the
+** member). */
 #define ANNEX_CUDA_ABI_KMEANS 2
+#define ANNEX_CUDA_ABI_RANGES 3
 #define ANNEX_CUDA_ENTRY "annex_cuda_plugin"
 
 /* Result codes. */
@@ -282,6 +284,21 @@ typedef struct annex_cuda_api {
   int (*xKmeansAssign)(void *ctx, const float *aX, size_t n, size_t nDim,
                        const float *aC, size_t k, unsigned flags,
                        int32_t *aAssign, float *aScore);
+
+  /* ---- version 3 (ANNEX_CUDA_ABI_RANGES) ---- */
+
+  /* xKnn on the scan path restricted, per query, to nRange ranges of slots
+  ** of the resident table: query q considers the valid vectors of slots
+  ** [aRange[2 (q nRange + r)], aRange[2 (q nRange + r) + 1]) for r <
+  ** nRange (start <= end <= rows; empty ranges allowed; ranges must not
+  ** overlap). This is an IVF list scan when the table was uploaded list by
+  ** list (annex's index=ivf with flat codes: ann_ivf.c). Outputs and the
+  ** contract are xKnn's, with "valid vectors" read as "valid vectors in
+  ** the query's ranges": aFloor[q] bounds every such vector not returned.
+  ** No filter bitmap; no TF32. Synchronous. */
+  int (*xKnnRanges)(void *ctx, const float *aQuery, size_t nQuery,
+                    size_t nCand, const uint64_t *aRange, size_t nRange,
+                    annex_cuda_hit *aHit, size_t *anHit, float *aFloor);
 } annex_cuda_api;
 
 /* The one exported symbol. Never NULL. */

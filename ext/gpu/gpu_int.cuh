@@ -41,6 +41,7 @@ enum {
   SC_Q2,      /* TF32 redo: their queries */
   SC_QP2,     /* TF32 redo: their QParams */
   SC_OUT2,    /* TF32 redo: their results */
+  SC_SEG,     /* ranges: per block [start, end) of slots */
   SC_COUNT
 };
 
@@ -128,6 +129,12 @@ struct Cand {
 int gpu_knn_scan(GpuCtx *p, const float *dQ, const QParam *dQp, size_t nQuery,
                  int nCand, const unsigned *dAllowed, annex_cuda_hit *dHit,
                  int *dNHit, float *dFloor);
+/* The scan restricted to ranges of slots (xKnnRanges; aRange on the host,
+** checked by the caller). */
+int gpu_knn_ranges(GpuCtx *p, const float *dQ, const QParam *dQp,
+                   size_t nQuery, int nCand, const uint64_t *aRange,
+                   size_t nRange, annex_cuda_hit *dHit, int *dNHit,
+                   float *dFloor);
 int gpu_knn_gemm(GpuCtx *p, const float *dQ, const QParam *dQp, size_t nQuery,
                  int nCand, int bTf32, const unsigned *dAllowed,
                  annex_cuda_hit *dHit, int *dNHit, float *dFloor);

@@ -16,7 +16,8 @@
 ** scan path, the fp32 GEMM path and the TF32 GEMM path (with the fp32 redo
 ** of unproven queries, and raw with k = 0), with default and with tiny tiles
 ** (many tiles and list cuts), with deleted rows
-** (some holding NaN), duplicated rows, zero vectors and an allowed-bitmap:
+** (some holding NaN), duplicated rows, zero vectors and an allowed-bitmap,
+** and xKnnRanges (random ranges a query, as an IVF list scan asks):
 **   - hit counts, slots, rowids, order, no deleted / disallowed row returned;
 **   - device scores against the CPU float kernel;
 **   - aFloor: no non-returned valid row has a CPU score below it (the whole
@@ -255,6 +256,73 @@ static void check_answer(const Table *t, const float *Q, size_t nQ, size_t k,
   free(brute);
 }
 
+/* xKnnRanges: each query gets RANGES ranges (one of them empty, one
+** reaching the last row) at random places; its answer is checked as an
+** xKnn answer over the rows of its ranges (the allowed bitmap). */
+#define RANGES 6
+static void check_ranges(void *ctx, const Table *t, const float *Q, size_t nQ,
+                         size_t k, size_t nCand, const float *aCpu,
+                         const double *aRef, int bClust, const char *zM,
+                         uint64_t seed) {
+  const size_t n = t->n;
+  uint64_t *aRange = malloc(sizeof(uint64_t) * 2 * RANGES * nQ);
+  annex_cuda_hit *aHit = malloc(sizeof(annex_cuda_hit) * nQ * nCand);
+  size_t *anHit = malloc(sizeof(size_t) * nQ);
+  float *aFloor = malloc(sizeof(float) * nQ);
+  unsigned char *in = malloc(n / 8 + 2);
+  char zWhat[160];
+  Stat st = {0, 0};
+  int rc;
+  for (size_t q = 0; q < nQ; q++) {
+    /* cut [0, n) at sorted random points; keep every other piece */
+    size_t cut[2 * RANGES];
+    for (int i = 0; i < 2 * RANGES; i++) {
+      cut[i] = (size_t)(unif(seed + 11, q * 64 + (size_t)i) * n);
+    }
+    for (int i = 1; i < 2 * RANGES; i++) { /* insertion sort */
+      for (int j = i; j > 0 && cut[j - 1] > cut[j]; j--) {
+        size_t x = cut[j];
+        cut[j] = cut[j - 1];
+        cut[j - 1] = x;
+      }
+    }
+    cut[2] = cut[3];         /* one empty range */
+    cut[2 * RANGES - 1] = n; /* one that ends at the last row */
+    for (int i = 0; i < 2 * RANGES; i++) aRange[2 * RANGES * q + i] = cut[i];
+  }
+  snprintf(zWhat, sizeof(zWhat), "%s %s n=%zu d=%zu k=%zu ranges",
+           bClust ? "clustered" : "random", zM, n, t->d, k);
+  rc = api->xKnnRanges(ctx, Q, nQ, nCand, aRange, RANGES, aHit, anHit, aFloor);
+  CHECK(rc == 0, "%s: xKnnRanges %d %s", zWhat, rc, api->xErrmsg(ctx));
+  for (size_t q = 0; rc == 0 && q < nQ; q++) {
+    memset(in, 0, n / 8 + 2);
+    for (int r = 0; r < RANGES; r++) {
+      for (uint64_t i = aRange[2 * (RANGES * q + r)];
+           i < aRange[2 * (RANGES * q + r) + 1]; i++) {
+        in[i >> 3] |= (unsigned char)(1u << (i & 7));
+      }
+    }
+    check_answer(t, Q + q * t->d, 1, k, nCand, in, aHit + q * nCand,
+                 anHit + q, aFloor + q, aCpu + q * n, aRef + q * n, zWhat,
+                 &st);
+  }
+  if (rc == 0) {
+    printf("  %-58s certified %ld/%ld\n", zWhat, st.nCert, st.nQuery);
+    CHECK(st.nCert * 100 >= st.nQuery * 95, "%s: only %ld/%ld certified",
+          zWhat, st.nCert, st.nQuery);
+  }
+  /* misuse: a range past the table */
+  aRange[1] = n + 1;
+  CHECK(api->xKnnRanges(ctx, Q, 1, nCand, aRange, RANGES, aHit, anHit,
+                        aFloor) == ANNEX_CUDA_RANGE,
+        "%s: a range past the table is not refused", zWhat);
+  free(aRange);
+  free(aHit);
+  free(anHit);
+  free(aFloor);
+  free(in);
+}
+
 static void run_config(void *ctx, size_t n, size_t d, int metric, int bClust,
                        uint64_t seed) {
   Table t;
@@ -346,6 +414,7 @@ static void run_config(void *ctx, size_t n, size_t d, int metric, int bClust,
               st.nQuery);
       }
     }
+    check_ranges(ctx, &t, Q, nQ, k, nCand, aCpu, aRef, bClust, zM, seed);
     free(aHit);
     free(anHit);
     free(aFloor);

@@ -16,8 +16,15 @@
 ** scan_merge: one block gathers the blocks' lists (scores <= the global
 ** threshold), selects the nCand best, re-scores them directly, sorts them
 ** by (score, rowid) and writes them with the floor (gpu_int.cuh).
+**
+** Ranges (xKnnRanges, an IVF list scan): the same kernels, each block
+** given its [start, end) piece of the query's ranges by a segment array
+** instead of an equal share of the table; ranges are cut into pieces of at
+** most RANGE_PIECE slots so that long lists still spread over the SMs.
 */
 #include "gpu_int.cuh"
+
+#include <stdlib.h>
 
 #define SCAN_NT 256
 #define SCAN_V 4
@@ -25,6 +32,7 @@
 #define SCAN_ROUND ((SCAN_NT / 32) * SCAN_V) /* vectors per round: 32 */
 #define SCAN_CHECK (SCAN_ROUND * SCAN_R)     /* vectors between checks */
 #define MERGE_NT 1024
+#define RANGE_PIECE 1024 /* most slots one block scans of a range */
 
 static int scan_cap(int c) { return c + (c > 512 ? c : 512) + SCAN_CHECK; }
 
@@ -43,8 +51,10 @@ __global__ void __launch_bounds__(SCAN_NT)
                 const unsigned *__restrict__ valid,
                 const unsigned *__restrict__ allowed, size_t n, int dpad4,
                 const float4 *__restrict__ q, const QParam *__restrict__ qp,
-                int c, int cap, size_t per, Cand *__restrict__ bcand,
-                int *__restrict__ bcnt, unsigned *gtau) {
+                int c, int cap, size_t per,
+                const unsigned long long *__restrict__ seg,
+                Cand *__restrict__ bcand, int *__restrict__ bcnt,
+                unsigned *gtau) {
   extern __shared__ __align__(16) unsigned char smem[];
   Cand *buf = (Cand *)smem;
   Cand *tmp = buf + cap;
@@ -52,8 +62,11 @@ __global__ void __launch_bounds__(SCAN_NT)
   __shared__ int sCnt;
   __shared__ float sTau;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const size_t b0 = (size_t)blockIdx.x * per;
-  const size_t b1 = b0 + per < n ? b0 + per : n;
+  /* the block's slots: its piece of the ranges, or its share of all */
+  const size_t b0 = seg ? (size_t)seg[2 * blockIdx.x] : (size_t)blockIdx.x * per;
+  const size_t b1 = seg   ? (size_t)seg[2 * blockIdx.x + 1]
+                    : b0 + per < n ? b0 + per
+                                   : n;
   const float rq = qp->rq;
   if (tid == 0) {
     sCnt = 0;
@@ -260,7 +273,7 @@ static int scan_all(GpuCtx *p, const float *dQ, const QParam *dQp,
     const float4 *q = (const float4 *)(dQ + qi * p->nDimPad);
     scan_kernel<METRIC><<<nBlock, SCAN_NT, smem, p->st>>>(
         (const float4 *)p->dX, p->dXn, p->dValid, dAllowed, p->n, dpad4, q,
-        dQp + qi, c, scan_cap(c), per, bcand, bcnt, gtau + qi);
+        dQp + qi, c, scan_cap(c), per, NULL, bcand, bcnt, gtau + qi);
     rc = gpu_launch_rc(p, "scan");
     if (rc) return rc;
     scan_merge<METRIC><<<1, MERGE_NT, merge_smem(c), p->st>>>(
@@ -286,5 +299,112 @@ int gpu_knn_scan(GpuCtx *p, const float *dQ, const QParam *dQp, size_t nQuery,
     default:
       return scan_all<ANNEX_CUDA_COSINE>(p, dQ, dQp, nQuery, nCand, dAllowed,
                                          dHit, dNHit, dFloor);
+  }
+}
+
+/* Ranges *****************************************************************/
+
+/* Cut query qi's ranges into pieces of at most RANGE_PIECE slots, appended
+** to aSeg (start, end pairs); returns how many. */
+static size_t range_pieces(const uint64_t *aRange, size_t nRange,
+                           unsigned long long *aSeg) {
+  size_t n = 0;
+  for (size_t r = 0; r < nRange; r++) {
+    for (uint64_t a = aRange[2 * r]; a < aRange[2 * r + 1]; a += RANGE_PIECE) {
+      uint64_t b = a + RANGE_PIECE;
+      aSeg[2 * n] = a;
+      aSeg[2 * n + 1] = b < aRange[2 * r + 1] ? b : aRange[2 * r + 1];
+      n++;
+    }
+  }
+  return n;
+}
+
+template <int METRIC>
+static int ranges_all(GpuCtx *p, const float *dQ, const QParam *dQp,
+                      size_t nQuery, int c, const uint64_t *aRange,
+                      size_t nRange, annex_cuda_hit *dHit, int *dNHit,
+                      float *dFloor) {
+  const int dpad4 = (int)(p->nDimPad / 4);
+  size_t nPiece = 0, nMax = 0;
+  size_t *aFirst = (size_t *)malloc(sizeof(size_t) * (nQuery + 1));
+  unsigned long long *aSeg = NULL, *dSeg;
+  Cand *bcand, *gath;
+  int *bcnt, rc;
+  unsigned *gtau;
+  cudaError_t e;
+  if (aFirst == NULL) return gpu_fail(p, ANNEX_CUDA_NOMEM, "host memory");
+  for (size_t qi = 0; qi < nQuery; qi++) { /* count the pieces */
+    size_t m = 0;
+    for (size_t r = 0; r < nRange; r++) {
+      const uint64_t *g = aRange + 2 * (qi * nRange + r);
+      m += (size_t)((g[1] - g[0] + RANGE_PIECE - 1) / RANGE_PIECE);
+    }
+    aFirst[qi] = nPiece;
+    nPiece += m;
+    if (m > nMax) nMax = m;
+  }
+  aFirst[nQuery] = nPiece;
+  aSeg = (unsigned long long *)malloc(sizeof(*aSeg) * 2 * (nPiece + 1));
+  if (aSeg == NULL) {
+    free(aFirst);
+    return gpu_fail(p, ANNEX_CUDA_NOMEM, "host memory");
+  }
+  for (size_t qi = 0; qi < nQuery; qi++) {
+    range_pieces(aRange + 2 * qi * nRange, nRange, aSeg + 2 * aFirst[qi]);
+  }
+  if (nMax == 0) nMax = 1;
+  rc = gpu_scratch(p, SC_SEG, sizeof(*aSeg) * 2 * (nPiece + 1), (void **)&dSeg);
+  if (!rc) rc = gpu_scratch(p, SC_BCAND, nMax * c * sizeof(Cand), (void **)&bcand);
+  if (!rc) rc = gpu_scratch(p, SC_GATHER, nMax * c * sizeof(Cand), (void **)&gath);
+  if (!rc) rc = gpu_scratch(p, SC_CNT, nMax * sizeof(int), (void **)&bcnt);
+  if (!rc) rc = gpu_scratch(p, SC_TAU, nQuery * sizeof(unsigned), (void **)&gtau);
+  if (!rc) {
+    e = cudaMemcpyAsync(dSeg, aSeg, sizeof(*aSeg) * 2 * (nPiece + 1),
+                        cudaMemcpyHostToDevice, p->st);
+    if (e == cudaSuccess) {
+      e = cudaMemsetAsync(gtau, 0xff, nQuery * sizeof(unsigned), p->st);
+    }
+    /* the pageable copy must finish before aSeg is freed */
+    if (e == cudaSuccess) e = cudaStreamSynchronize(p->st);
+    if (e != cudaSuccess) rc = gpu_cuda_rc(p, e, "ranges upload");
+  }
+  free(aSeg);
+  for (size_t qi = 0; !rc && qi < nQuery; qi++) {
+    const float4 *q = (const float4 *)(dQ + qi * p->nDimPad);
+    const int nBlock = (int)(aFirst[qi + 1] - aFirst[qi]);
+    if (nBlock > 0) {
+      scan_kernel<METRIC><<<nBlock, SCAN_NT, scan_smem(c), p->st>>>(
+          (const float4 *)p->dX, p->dXn, p->dValid, NULL, p->n, dpad4, q,
+          dQp + qi, c, scan_cap(c), 0, dSeg + 2 * aFirst[qi], bcand, bcnt,
+          gtau + qi);
+      rc = gpu_launch_rc(p, "ranges scan");
+      if (rc) break;
+    }
+    /* with no piece the merge writes an empty answer and floor +inf */
+    scan_merge<METRIC><<<1, MERGE_NT, merge_smem(c), p->st>>>(
+        bcand, bcnt, nBlock, c, gtau + qi, gath, (const float4 *)p->dX, dpad4,
+        p->dRowid, q, dQp + qi, p->rXmax, (int)p->nDim, dHit + qi * c,
+        dNHit + qi, dFloor + qi);
+    rc = gpu_launch_rc(p, "ranges merge");
+  }
+  free(aFirst);
+  return rc;
+}
+
+int gpu_knn_ranges(GpuCtx *p, const float *dQ, const QParam *dQp,
+                   size_t nQuery, int nCand, const uint64_t *aRange,
+                   size_t nRange, annex_cuda_hit *dHit, int *dNHit,
+                   float *dFloor) {
+  switch (p->eMetric) {
+    case ANNEX_CUDA_L2:
+      return ranges_all<ANNEX_CUDA_L2>(p, dQ, dQp, nQuery, nCand, aRange,
+                                       nRange, dHit, dNHit, dFloor);
+    case ANNEX_CUDA_IP:
+      return ranges_all<ANNEX_CUDA_IP>(p, dQ, dQp, nQuery, nCand, aRange,
+                                       nRange, dHit, dNHit, dFloor);
+    default:
+      return ranges_all<ANNEX_CUDA_COSINE>(p, dQ, dQp, nQuery, nCand, aRange,
+                                           nRange, dHit, dNHit, dFloor);
   }
 }

@@ -55,6 +55,9 @@ typedef struct annex_ann_query {
   const unsigned char *aAllowed;
   sqlite3_int64 nAllowedSlots; /* bits in aAllowed */
   sqlite3_int64 nAllowed;      /* set bits in aAllowed */
+  /* ANNEX_DEVICE_AUTO or _CPU (device=gpu never reaches an index): an index
+  ** may scan on the GPU under auto (ann_ivf.c, gpu.c's ranged tables). */
+  int eDevice;
 } annex_ann_query;
 
 struct annex_ann_ops {

@@ -61,6 +61,14 @@
 ** vectors and removes duplicate slots whenever ivf_updates > 0. 'optimize'
 ** rewrites the lists without dead or stale entries; 'train' rebuilds all.
 **
+** GPU: with flat codes, no stale entry (ivf_updates 0) and no filter, a
+** query under device=auto may scan its probed lists on the GPU (gpu.c's
+** ranged tables): every list is uploaded once per change counter, list
+** after list, live entries marked valid; the candidates come back with a
+** bound and are re-scored here from the cached codes, so the answer is
+** the CPU's for the same lists (else the CPU scans). The first such query
+** after a change loads every list (the whole index in memory).
+**
 ** Memory: the model (centroids, codebooks) and every list a query has read
 ** are cached per connection; the cache is valid while T_config's change
 ** counter equals the value it was loaded at (or that + 1 inside this
@@ -68,6 +76,7 @@
 ** and is dropped on ROLLBACK and ROLLBACK TO, to be read again lazily.
 */
 #include "ann.h"
+#include "../gpu/annex_cuda.h"
 #include "../index/alloc.h"
 #include "../index/flat.h"
 #include "../index/ivf.h"
@@ -130,6 +139,12 @@ typedef struct ivf_ann {
   sqlite3_stmt *pRead;       /* chunks of a list, in order */
   sqlite3_stmt *pTail;       /* last chunk of a list: id, length */
   sqlite3_stmt *pPut;        /* INSERT OR REPLACE a chunk */
+  /* The lists on the GPU (flat codes; gpu.c's ranged table): list l holds
+  ** positions [aGpuStart[l], aGpuStart[l + 1]) of the copy tagged with
+  ** iChanges = iGpuTag (a change to the file moves the counter). */
+  sqlite3_int64 *aGpuStart;  /* nGpuList + 1 positions (owned) */
+  int nGpuList;
+  sqlite3_int64 iGpuTag;     /* -1: nothing uploaded */
 } ivf_ann;
 
 static int ivf_core_rc(int rc) {
@@ -1204,6 +1219,159 @@ static int ivf_dedupe(annex_hit *aHit, size_t *pn) {
   return SQLITE_OK;
 }
 
+/* The GPU ***************************************************************/
+
+/* Send every list to the GPU, list after list (only live entries count as
+** valid), and remember where each starts. SQLITE_OK, ANNEX_GPU_USE_CPU or
+** an SQLite error (reading the lists). */
+static int ivf_gpu_upload(ivf_ann *h) {
+  annex_table *p = h->base.pTab;
+  size_t nDim = (size_t)p->pConfig->nDim, sz = h->ivf.szEntry, nMax = 0;
+  int nList = h->ivf.nList, rc = SQLITE_OK;
+  sqlite3_int64 *aStart, nTotal = 0, *aSlot = NULL;
+  float *aVec = NULL;
+  unsigned char *aValid = NULL;
+  h->iGpuTag = -1;
+  aStart = sqlite3_realloc64(h->aGpuStart, sizeof(sqlite3_int64) * (nList + 1));
+  if (aStart == NULL) return SQLITE_NOMEM;
+  h->aGpuStart = aStart;
+  h->nGpuList = nList;
+  for (int l = 0; l < nList && rc == SQLITE_OK; l++) {
+    rc = ivf_load_list(h, l);
+    aStart[l] = nTotal;
+    if (rc == SQLITE_OK) nTotal += (sqlite3_int64)h->aList[l].n;
+    if (rc == SQLITE_OK && h->aList[l].n > nMax) nMax = h->aList[l].n;
+  }
+  if (rc != SQLITE_OK) return rc;
+  aStart[nList] = nTotal;
+  if (nTotal == 0) return ANNEX_GPU_USE_CPU;
+  aVec = sqlite3_malloc64(sizeof(float) * nDim * nMax);
+  aSlot = sqlite3_malloc64(sizeof(sqlite3_int64) * nMax);
+  aValid = sqlite3_malloc64(nMax / 8 + 1);
+  if (aVec == NULL || aSlot == NULL || aValid == NULL) rc = SQLITE_NOMEM;
+  for (int l = 0; l < nList && rc == SQLITE_OK; l++) {
+    const ivf_list *L = &h->aList[l];
+    if (L->n == 0) continue;
+    memset(aValid, 0, L->n / 8 + 1);
+    for (size_t i = 0; i < L->n; i++) {
+      const unsigned char *e = L->a + i * sz;
+      sqlite3_int64 iSlot = (sqlite3_int64)annex_ivf_get_u64(e);
+      aSlot[i] = iSlot;
+      ivf_floats_from_le(aVec + i * nDim, e + 8, nDim);
+      if (iSlot >= 0 && iSlot < h->nLiveBits && annex_bit_get(h->aLive, iSlot)) {
+        aValid[i >> 3] |= (unsigned char)(1u << (i & 7));
+      }
+    }
+    rc = annex_gpu_ranged_upload(p, (size_t)aStart[l], L->n, aVec, aSlot,
+                                 aValid, (size_t)nTotal, h->iChanges);
+  }
+  sqlite3_free(aVec);
+  sqlite3_free(aSlot);
+  sqlite3_free(aValid);
+  if (rc == SQLITE_OK) h->iGpuTag = h->iChanges;
+  return rc;
+}
+
+/* The cached list entry at GPU position iPos, or NULL when the copy and
+** the cache disagree (then the GPU copy is not trusted). */
+static const unsigned char *ivf_gpu_entry(const ivf_ann *h, int64_t iPos) {
+  int lo = 0, hi = h->nGpuList; /* the list l with start[l] <= iPos */
+  if (iPos < 0 || iPos >= h->aGpuStart[h->nGpuList]) return NULL;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (h->aGpuStart[mid] <= iPos) lo = mid;
+    else hi = mid;
+  }
+  iPos -= h->aGpuStart[lo];
+  if (!h->aList[lo].bLoaded || (size_t)iPos >= h->aList[lo].n) return NULL;
+  return h->aList[lo].a + (size_t)iPos * h->ivf.szEntry;
+}
+
+/* Re-score the GPU's candidates with the CPU kernel from the cached flat
+** codes, keep the best k in aOut. 1: certified (annex_cuda.h's contract:
+** the k equal the CPU scan's of the same lists); 0: not; -1: the copy and
+** the cache disagree. */
+static int ivf_gpu_certify(const ivf_ann *h, const annex_ivf_scan *s,
+                           const annex_cuda_hit *aHit, size_t nHit,
+                           size_t nCand, float fFloor, size_t k,
+                           annex_hit *aTmp, annex_hit *aOut, size_t *pnOut) {
+  size_t nDim = (size_t)h->ivf.nDim;
+  for (size_t i = 0; i < nHit; i++) {
+    const unsigned char *e = ivf_gpu_entry(h, aHit[i].slot);
+    if (e == NULL || (int64_t)annex_ivf_get_u64(e) != aHit[i].rowid) return -1;
+    aTmp[i].score = s->xScore(s->pQuery, (const float *)(e + 8), nDim);
+    aTmp[i].rowid = aHit[i].rowid;
+  }
+  annex_hits_sort(aTmp, nHit);
+  *pnOut = nHit < k ? nHit : k;
+  memcpy(aOut, aTmp, sizeof(annex_hit) * *pnOut);
+  return nHit < nCand || (nHit >= k && aTmp[k - 1].score < fFloor);
+}
+
+/* The probed lists aOrder[0..nOrder) scanned on the GPU: SQLITE_OK with
+** the answer in aOut, ANNEX_GPU_USE_CPU (not worth it, no device, fewer
+** than k entries, not certified: the CPU scans), or an SQLite error. */
+static int ivf_gpu_search(ivf_ann *h, const annex_ann_query *q,
+                          const annex_ivf_scan *s, const int32_t *aOrder,
+                          int nOrder, annex_hit *aOut, size_t *pnOut) {
+  annex_table *p = h->base.pTab;
+  size_t k = (size_t)q->k, nCand = k + ANNEX_CUDA_EXTRA(k), nHit = 0;
+  double rWork = (double)nOrder * (double)h->nLive / h->ivf.nList *
+                 (double)h->ivf.nDim;
+  annex_cuda_hit *aHit = NULL;
+  annex_hit *aTmp = NULL;
+  uint64_t *aRange = NULL;
+  const char *zWhy = "the GPU could not certify the answer";
+  float fFloor = 0;
+  int bUpload = 0, bCert = 0;
+  int rc = annex_gpu_ranged_use(p, q->eDevice, rWork, q->k, h->iChanges,
+                                &bUpload);
+  if (rc != SQLITE_OK) return rc;
+  if (bUpload || h->iGpuTag != h->iChanges || h->nGpuList != h->ivf.nList) {
+    rc = ivf_gpu_upload(h);
+  }
+  if (rc == SQLITE_OK) {
+    aRange = sqlite3_malloc64(sizeof(uint64_t) * 2 * (size_t)nOrder);
+    aHit = sqlite3_malloc64(sizeof(annex_cuda_hit) * 2 * nCand);
+    aTmp = sqlite3_malloc64(sizeof(annex_hit) * 2 * nCand);
+    if (aRange == NULL || aHit == NULL || aTmp == NULL) rc = SQLITE_NOMEM;
+  }
+  for (int i = 0; rc == SQLITE_OK && i < nOrder; i++) {
+    aRange[2 * i] = (uint64_t)h->aGpuStart[aOrder[i]];
+    aRange[2 * i + 1] = (uint64_t)h->aGpuStart[aOrder[i] + 1];
+  }
+  /* nCand candidates, then twice as many, then the CPU */
+  for (int iTry = 0; rc == SQLITE_OK && !bCert && iTry < 2; iTry++) {
+    if (iTry) nCand *= 2;
+    if (nCand > ANNEX_CUDA_MAX_CAND) break;
+    rc = annex_gpu_ranged_knn(p, (const float *)q->pQuery, nCand, aRange,
+                              (size_t)nOrder, aHit, &nHit, &fFloor);
+    if (rc != SQLITE_OK) break;
+    if (nHit < k) { /* the lists hold fewer: the CPU widens the probe */
+      zWhy = "fewer than k entries in the probed lists";
+      break;
+    }
+    bCert = ivf_gpu_certify(h, s, aHit, nHit, nCand, fFloor, k, aTmp, aOut,
+                            pnOut);
+    if (bCert < 0) { /* never expected: trust the CPU from here on */
+      h->iGpuTag = -1;
+      zWhy = "the GPU copy disagreed with the lists";
+      bCert = 0;
+      break;
+    }
+  }
+  sqlite3_free(aRange);
+  sqlite3_free(aHit);
+  sqlite3_free(aTmp);
+  if (rc == SQLITE_OK) {
+    annex_gpu_ranged_done(p, bCert, zWhy);
+    if (!bCert) rc = ANNEX_GPU_USE_CPU;
+  }
+  return rc;
+}
+
+/* Search ****************************************************************/
+
 static int ivf_search(annex_ann *a, const annex_ann_query *q,
                       annex_hit **paHit, sqlite3_int64 *pnHit) {
   ivf_ann *h = (ivf_ann *)a;
@@ -1244,6 +1412,20 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
   aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)q->k);
   aOrder = sqlite3_malloc64(sizeof(int32_t) * (size_t)h->ivf.nList);
   if (aCand == NULL || aOut == NULL || aOrder == NULL) rc = SQLITE_NOMEM;
+  /* Flat codes score exactly: the GPU may scan the same lists, with the
+  ** same answer (device=auto and enough work; gpu.c). */
+  if (rc == SQLITE_OK && bExactScores && q->aAllowed == NULL &&
+      q->eDevice != ANNEX_DEVICE_CPU) {
+    rc = ivf_core_rc(annex_ivf_scan_init(&s, &h->ivf, q->pQuery));
+    if (rc == SQLITE_OK) {
+      nOrder = annex_ivf_probe(&s, nProbe, aOrder);
+      rc = nOrder < 0 ? SQLITE_NOMEM
+                      : ivf_gpu_search(h, q, &s, aOrder, nOrder, aOut, &nOut);
+      annex_ivf_scan_free(&s);
+      if (rc == SQLITE_OK) goto done;
+      if (rc == ANNEX_GPU_USE_CPU) rc = SQLITE_OK;
+    }
+  }
 again:
   if (rc == SQLITE_OK) {
     rc = ivf_core_rc(annex_ivf_scan_init(&s, &h->ivf, q->pQuery));
@@ -1303,6 +1485,7 @@ again:
       }
     }
   }
+done:
   sqlite3_free(aCand);
   sqlite3_free(aOrder);
   /* Fewer than k although more rows match: let the exact scan answer. */
@@ -1522,6 +1705,7 @@ static int ivf_open(annex_table *p, annex_ann **pp) {
   h->base.pOps = &annex_ivf_ops;
   h->base.pTab = p;
   h->iChanges = -1;
+  h->iGpuTag = -1;
   h->nListParam = r.nList;
   h->eQuant = r.eQuant;
   h->mParam = r.m;
@@ -1536,6 +1720,7 @@ static void ivf_close(annex_ann *a) {
   if (h == NULL) return;
   ivf_drop_all(h);
   ivf_finalize(h);
+  sqlite3_free(h->aGpuStart);
   sqlite3_free(h->aScratch);
   sqlite3_free(h->aEntry);
   sqlite3_free(h);

@@ -369,6 +369,39 @@ int annex_gpu_knn(annex_table *p, int eDevice, const annex_knn_query *q,
 int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
                     int nQuery, sqlite3_int64 k, annex_hit **paHit,
                     sqlite3_int64 **panHit, char **pzErr);
+/* Ranged tables: an ANN index's own copy of its vectors on the device, in
+** its order (index=ivf with flat codes: list after list), whose searches
+** scan ranges of it (an IVF query: its probed lists). The index owns the
+** layout and re-scores the candidates itself (annex_cuda.h's contract,
+** with its own CPU kernel); gpu.c owns the context and the bookkeeping.
+**   annex_gpu_ranged_use     whether this search may run on the GPU
+**                            (device option, work rWork = rows x dims it
+**                            would score, k, plugin, device, not inside a
+**                            write transaction): SQLITE_OK, or
+**                            ANNEX_GPU_USE_CPU (never an error: device=gpu
+**                            never reaches an index). *pbUpload: the
+**                            resident copy is not the one tagged iTag;
+**   annex_gpu_ranged_upload  one piece of the copy, iFirst = 0 first, the
+**                            last one ending at nTotal (tagged iTag then);
+**                            aSlot becomes the hits' rowid, aValid (may be
+**                            NULL) marks live rows;
+**   annex_gpu_ranged_knn     one query over nRange [start, end) ranges;
+**   annex_gpu_ranged_done    the search ended on the GPU, or on the CPU
+**                            after all (zWhy), for annex_info.
+** Upload and k-NN return SQLITE_OK or ANNEX_GPU_USE_CPU (a device failure,
+** counted; the CPU answers that search). */
+struct annex_cuda_hit;
+int annex_gpu_ranged_use(annex_table *p, int eDevice, double rWork,
+                         sqlite3_int64 k, sqlite3_int64 iTag, int *pbUpload);
+int annex_gpu_ranged_upload(annex_table *p, size_t iFirst, size_t n,
+                            const float *aVec, const sqlite3_int64 *aSlot,
+                            const unsigned char *aValid, size_t nTotal,
+                            sqlite3_int64 iTag);
+int annex_gpu_ranged_knn(annex_table *p, const float *pQuery, size_t nCand,
+                         const uint64_t *aRange, size_t nRange,
+                         struct annex_cuda_hit *aHit, size_t *pnHit,
+                         float *pFloor);
+void annex_gpu_ranged_done(annex_table *p, int bGpu, const char *zWhy);
 /* annex_info facts, one xAdd(pCtx, key, SQL literal of the value) each.
 ** p may be NULL (the table is not open on this connection). */
 int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,

@@ -266,6 +266,7 @@ static int knn_ann(annex_cursor *c, const annex_knn_query *q,
   aq.pQuery = q->pQuery;
   aq.k = q->k;
   aq.nKnob = q->nKnob;
+  aq.eDevice = q->eDevice;
   for (int i = 0; i < nTerm; i++) {
     char op = aTerm[i].cOp;
     if ((op >= 'a' && op <= 'k') || op == 'P' || op == 'Q') {

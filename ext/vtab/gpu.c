@@ -11,7 +11,8 @@
 ** annex_cuda.so in the directory of the file holding annex's code (dladdr;
 ** annex.so, or the program for a static build), else "annex_cuda.so"
 ** through the dynamic loader's search path. The plugin must export
-** ANNEX_CUDA_ENTRY with iVersion >= ANNEX_CUDA_ABI_VERSION. annex.so never
+** ANNEX_CUDA_ENTRY with iVersion >= 1 (newer functions are used only when
+** iVersion says they are there). annex.so never
 ** links CUDA: without the plugin, driver or device, everything runs on the
 ** CPU, and annex_info says why.
 **
@@ -35,6 +36,15 @@
 ** FAILURES. NOMEM and LAUNCH answer that call on the CPU (counted); LOST
 ** closes the context and keeps the table on the CPU for the rest of the
 ** connection; xOpen's NODEVICE marks the whole process device-less.
+**
+** INDEX SCANS. An ANN index may keep its own copy on the device in its own
+** order and scan ranges of it (annex_gpu_ranged_*, plugin xKnnRanges):
+** index=ivf with flat codes uploads its lists one after another and scans
+** a query's probed lists there, re-scoring the candidates from its cached
+** codes under the same contract, so the answer is the CPU's for the same
+** lists. The copy lives in a second context of the table, tagged with the
+** index's change counter; under device=auto it is used from
+** ANNEX_GPU_RANGED_MIN floats in the probed lists.
 **
 ** device=auto uses the GPU for float tables (l2, cosine, ip) when the work
 ** of the call, queries x rows x dimensions, reaches ANNEX_GPU_AUTO_MIN
@@ -88,6 +98,15 @@ extern int dladdr(const void *, Dl_info *);
 #ifndef ANNEX_GPU_AUTO_MIN
 #define ANNEX_GPU_AUTO_MIN (1024.0 * 1024)
 #endif
+/* device=auto: an index's list scan (index=ivf, flat codes) on the GPU
+** from this many floats in the probed lists. Measured on the H200 through
+** SQL (ext/gpu/RESULTS.md, IVF section; 1M x 128, nlist 4000): the GPU
+** search costs about 0.3 ms whatever the lists, the CPU scans them at
+** about 0.57 ms per million floats (plus the probe both pay): they meet
+** near half a million floats. */
+#ifndef ANNEX_GPU_RANGED_MIN
+#define ANNEX_GPU_RANGED_MIN (512.0 * 1024)
+#endif
 /* device=auto: k-means assignment (IVF training) on the GPU from this much
 ** work per call (vectors x centroids x dims): 2^28 multiply-adds, a few
 ** milliseconds of BLAS on the CPU, against the device's fixed cost of
@@ -129,6 +148,13 @@ typedef struct annex_gpu {
   double rKnnMs;             /* ... in xKnn (host wall) */
   double rDeviceMs;          /* ... device time of its xKnn (events) */
   double rCertifyMs;         /* ... re-scoring on the CPU */
+  /* The index's ranged table (IVF-Flat lists, annex_gpu_ranged_*): a
+  ** second context so that it and the exact table can both stay resident. */
+  void *ctxR;                /* plugin context, or NULL */
+  sqlite3_int64 iTagR;       /* the index's tag of the resident copy; -1 */
+  sqlite3_int64 iFailedR;    /* an upload failed at this tag; -1 */
+  size_t nRowsR;             /* rows resident */
+  sqlite3_int64 nRangedGpu;  /* index searches answered on the GPU */
   sqlite3_int64 nKmGpu;      /* k-means assignments done on the GPU */
   sqlite3_int64 nKmFail;     /* ... tried there and failed (CPU did them) */
   double rKmMs;              /* host wall time in the GPU assignments */
@@ -185,9 +211,11 @@ static int gpu_try_plugin(const char *zPath) {
   }
   *(void **)&xEntry = f;
   api = xEntry();
-  if (api == NULL || api->iVersion < ANNEX_CUDA_ABI_VERSION) {
+  /* Version 1 has the k-NN; later functions are checked where used
+  ** (k-means: ANNEX_CUDA_ABI_KMEANS, index scans: ANNEX_CUDA_ABI_RANGES). */
+  if (api == NULL || api->iVersion < 1) {
     snprintf(gpu_gWhy, sizeof(gpu_gWhy),
-             "%s has ABI version %d; annex needs %d",
+             "%s has ABI version %d; annex needs 1 to %d",
              zPath, api ? api->iVersion : -1, ANNEX_CUDA_ABI_VERSION);
     dlclose(h);
     return -1;
@@ -252,7 +280,7 @@ static annex_gpu *gpu_state(annex_table *p) {
     annex_gpu *g = sqlite3_malloc64(sizeof(*g));
     if (g == NULL) return NULL;
     memset(g, 0, sizeof(*g));
-    g->iChanges = g->iFailed = -1;
+    g->iChanges = g->iFailed = g->iTagR = g->iFailedR = -1;
     g->zLast = "none";
     p->pGpu = g;
   }
@@ -269,6 +297,7 @@ static void gpu_drop_resident(annex_gpu *g) {
 void annex_gpu_free(annex_gpu *g) {
   if (g == NULL) return;
   if (g->ctx) gpu_gApi->xClose(g->ctx);
+  if (g->ctxR) gpu_gApi->xClose(g->ctxR);
   gpu_drop_resident(g);
   sqlite3_free(g);
 }
@@ -278,7 +307,10 @@ static void gpu_mark_dead(annex_gpu *g, const char *zWhat) {
   snprintf(g->zDead, sizeof(g->zDead), "device lost during %s: %s", zWhat,
            g->ctx ? gpu_gApi->xErrmsg(g->ctx) : "?");
   if (g->ctx) gpu_gApi->xClose(g->ctx);
-  g->ctx = NULL;
+  if (g->ctxR) gpu_gApi->xClose(g->ctxR);
+  g->ctx = g->ctxR = NULL;
+  g->iTagR = -1;
+  g->nRowsR = 0;
   g->bDead = 1;
   gpu_drop_resident(g);
 }
@@ -305,13 +337,15 @@ static int gpu_open_context(annex_gpu *g) {
   return -1;
 }
 
-/* Apply a pending test fault to the context. */
-static void gpu_apply_injection(annex_gpu *g) {
-  if (gpu_gInject && g->ctx) {
-    gpu_gApi->xTestControl(g->ctx, gpu_gInject, gpu_gInjectArg);
+/* Apply a pending test fault to a context of the table. */
+static void gpu_inject_into(void *ctx) {
+  if (gpu_gInject && ctx) {
+    gpu_gApi->xTestControl(ctx, gpu_gInject, gpu_gInjectArg);
     gpu_gInject = 0;
   }
 }
+
+static void gpu_apply_injection(annex_gpu *g) { gpu_inject_into(g->ctx); }
 
 /* Uploading **************************************************************/
 
@@ -628,8 +662,8 @@ static int gpu_run_queries(annex_table *p, annex_gpu *g, const float *aQuery,
 ** open); ANNEX_GPU_USE_CPU: no, g->zWhy says why; SQLITE_ERROR with *pzErr
 ** under device=gpu when the GPU cannot answer. */
 static int gpu_choose(annex_table *p, int eDevice, double rWork,
-                      sqlite3_int64 k, int bFilter, annex_gpu **pg,
-                      char **pzErr) {
+                      double rMin, sqlite3_int64 k, int bFilter,
+                      annex_gpu **pg, char **pzErr) {
   const annex_config *c = p->pConfig;
   annex_gpu *g = gpu_state(p);
   int bGpu = eDevice == ANNEX_DEVICE_GPU;
@@ -647,7 +681,7 @@ static int gpu_choose(annex_table *p, int eDevice, double rWork,
   } else if (!bGpu && bFilter) {
     zWhy = "under device=auto, filters on text ranges or bytes run on the "
            "CPU";
-  } else if (!bGpu && rWork < ANNEX_GPU_AUTO_MIN) {
+  } else if (!bGpu && rWork < rMin) {
     zWhy = "too little work to pay for the GPU (device=auto)";
   } else if (gpu_plugin() == NULL || gpu_open_context(g) != 0) {
     snprintf(zBuf, sizeof(zBuf), "%s%.400s",
@@ -804,7 +838,8 @@ int annex_gpu_knn(annex_table *p, int eDevice, const annex_knn_query *q,
   int rc = annex_storage_slots(p, &nSlot);
   if (rc == SQLITE_OK) rc = annex_filter_compile(p, aTerm, nTerm, argv, &f);
   if (rc != SQLITE_OK) return rc;
-  rc = gpu_choose(p, eDevice, (double)nSlot * p->pConfig->nDim, q->k,
+  rc = gpu_choose(p, eDevice, (double)nSlot * p->pConfig->nDim,
+                  ANNEX_GPU_AUTO_MIN, q->k,
                   gpu_has_filter(aTerm, nTerm) && f == NULL, &g, pzErr);
   if (rc == SQLITE_OK) rc = gpu_make_resident(p, g);
   if (rc == SQLITE_OK) {
@@ -845,7 +880,7 @@ int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
   int rc = annex_storage_slots(p, &nSlot);
   if (rc != SQLITE_OK) return rc;
   rc = gpu_choose(p, eDevice, (double)nQuery * (double)nSlot * p->pConfig->nDim,
-              k, 0, &g, pzErr);
+                  ANNEX_GPU_AUTO_MIN, k, 0, &g, pzErr);
   if (rc == SQLITE_OK) rc = gpu_make_resident(p, g);
   if (rc == SQLITE_OK) {
     aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)nQuery * (size_t)k);
@@ -867,6 +902,131 @@ int annex_gpu_batch(annex_table *p, int eDevice, const float *aQuery,
   if (g && rc == SQLITE_OK) gpu_finish(g, rc);
   else if (g && rc == ANNEX_GPU_USE_CPU) gpu_to_cpu(g, gpu_finish(g, rc));
   return rc;
+}
+
+/* Ranged tables (an index's vectors in its own order) *******************/
+
+/* A ranged-table call failed with plugin code e (the caller answers on the
+** CPU): the copy is dropped unless only the launch failed. */
+static int gpu_ranged_failed(annex_gpu *g, int e, const char *zWhat) {
+  snprintf(g->zWhy, sizeof(g->zWhy), "%s failed (code %d): %s", zWhat, e,
+           g->ctxR ? gpu_gApi->xErrmsg(g->ctxR) : "");
+  g->bFault = 1;
+  g->nFallback++;
+  if (e == ANNEX_CUDA_LOST) {
+    gpu_mark_dead(g, zWhat);
+  } else if (e != ANNEX_CUDA_LAUNCH) {
+    g->iTagR = -1;
+    g->nRowsR = 0;
+  }
+  return ANNEX_GPU_USE_CPU;
+}
+
+int annex_gpu_ranged_use(annex_table *p, int eDevice, double rWork,
+                         sqlite3_int64 k, sqlite3_int64 iTag,
+                         int *pbUpload) {
+  annex_gpu *g = NULL;
+  char *zErr = NULL;
+  int rc;
+  *pbUpload = 0;
+  if (eDevice == ANNEX_DEVICE_GPU) eDevice = ANNEX_DEVICE_AUTO; /* no errors */
+  rc = gpu_choose(p, eDevice, rWork, ANNEX_GPU_RANGED_MIN, k, 0, &g, &zErr);
+  sqlite3_free(zErr);
+  if (rc == SQLITE_OK && gpu_gApi->iVersion < ANNEX_CUDA_ABI_RANGES) {
+    snprintf(g->zWhy, sizeof(g->zWhy), "the CUDA plugin predates index "
+             "scans (ABI %d)", gpu_gApi->iVersion);
+    rc = ANNEX_GPU_USE_CPU;
+  }
+  if (rc == SQLITE_OK &&
+      sqlite3_txn_state(p->db, p->zDb) == SQLITE_TXN_WRITE) {
+    snprintf(g->zWhy, sizeof(g->zWhy), "inside a write transaction");
+    rc = ANNEX_GPU_USE_CPU;
+  }
+  if (rc == SQLITE_OK && iTag == g->iFailedR) {
+    snprintf(g->zWhy, sizeof(g->zWhy), "the index upload failed and the "
+             "table has not changed since");
+    rc = ANNEX_GPU_USE_CPU;
+  }
+  if (rc == SQLITE_OK && g->ctxR == NULL) {
+    char zOpen[256];
+    zOpen[0] = 0;
+    if (gpu_gApi->xOpen(-1, zOpen, sizeof(zOpen), &g->ctxR) != ANNEX_CUDA_OK) {
+      g->ctxR = NULL;
+      snprintf(g->zWhy, sizeof(g->zWhy), "opening the device failed: %.200s",
+               zOpen);
+      rc = ANNEX_GPU_USE_CPU;
+    }
+  }
+  if (rc == SQLITE_OK) *pbUpload = g->iTagR != iTag;
+  if (rc == ANNEX_GPU_USE_CPU) gpu_to_cpu(g, rc);
+  return rc; /* SQLITE_OK, ANNEX_GPU_USE_CPU or SQLITE_NOMEM */
+}
+
+int annex_gpu_ranged_upload(annex_table *p, size_t iFirst, size_t n,
+                            const float *aVec, const sqlite3_int64 *aSlot,
+                            const unsigned char *aValid, size_t nTotal,
+                            sqlite3_int64 iTag) {
+  annex_gpu *g = p->pGpu;
+  const annex_config *c = p->pConfig;
+  int e = ANNEX_CUDA_OK;
+  if (iFirst == 0) {
+    g->iTagR = -1;
+    g->nRowsR = 0;
+    gpu_inject_into(g->ctxR);
+    e = gpu_gApi->xUploadBegin(g->ctxR, nTotal, (size_t)c->nDim,
+                               (int)c->eMetric);
+  }
+  if (e == ANNEX_CUDA_OK && n > 0) {
+    e = gpu_gApi->xUploadChunk(g->ctxR, iFirst, n, aVec,
+                               (const int64_t *)aSlot, aValid);
+  }
+  if (e == ANNEX_CUDA_OK && iFirst + n == nTotal) {
+    e = gpu_gApi->xUploadEnd(g->ctxR);
+    if (e == ANNEX_CUDA_OK) {
+      g->iTagR = iTag;
+      g->nRowsR = nTotal;
+      g->nUpload++;
+    }
+  }
+  if (e != ANNEX_CUDA_OK) {
+    g->iFailedR = iTag; /* not tried again until the table changes */
+    gpu_to_cpu(g, gpu_ranged_failed(g, e, "index upload"));
+    return ANNEX_GPU_USE_CPU;
+  }
+  return SQLITE_OK;
+}
+
+int annex_gpu_ranged_knn(annex_table *p, const float *pQuery, size_t nCand,
+                         const uint64_t *aRange, size_t nRange,
+                         annex_cuda_hit *aHit, size_t *pnHit, float *pFloor) {
+  annex_gpu *g = p->pGpu;
+  annex_cuda_stats st;
+  double t0 = gpu_now_ms();
+  int e;
+  gpu_inject_into(g->ctxR);
+  e = gpu_gApi->xKnnRanges(g->ctxR, pQuery, 1, nCand, aRange, nRange, aHit,
+                           pnHit, pFloor);
+  g->rKnnMs = gpu_now_ms() - t0;
+  if (e != ANNEX_CUDA_OK) {
+    gpu_to_cpu(g, gpu_ranged_failed(g, e, "index scan"));
+    return ANNEX_GPU_USE_CPU;
+  }
+  if (gpu_gApi->xStats(g->ctxR, &st) == ANNEX_CUDA_OK) {
+    g->rDeviceMs = st.rLastMs;
+  }
+  return SQLITE_OK;
+}
+
+void annex_gpu_ranged_done(annex_table *p, int bGpu, const char *zWhy) {
+  annex_gpu *g = p->pGpu;
+  if (g == NULL) return;
+  if (bGpu) {
+    g->nRangedGpu++;
+    gpu_finish(g, SQLITE_OK);
+  } else {
+    snprintf(g->zWhy, sizeof(g->zWhy), "%s", zWhy);
+    gpu_to_cpu(g, ANNEX_GPU_USE_CPU);
+  }
 }
 
 /* k-means assignment (IVF training) **************************************/
@@ -984,6 +1144,12 @@ int annex_gpu_info(annex_table *p, int eDevice, void *pCtx,
     rc = gpu_fact(pCtx, xGpuFact, "gpu_last_ms", sqlite3_mprintf(
         "'call=%.3f knn=%.3f device=%.3f certify=%.3f'", g->rCallMs,
         g->rKnnMs, g->rDeviceMs, g->rCertifyMs));
+  }
+  if (rc == SQLITE_OK && g && (g->ctxR || g->nRangedGpu)) {
+    rc = gpu_fact(pCtx, xGpuFact, "gpu_index", sqlite3_mprintf(
+        "'rows=%lld bytes=%lld searches=%lld'", (long long)g->nRowsR,
+        (long long)(g->ctxR ? gpu_gApi->xResidentBytes(g->ctxR) : 0),
+        g->nRangedGpu));
   }
   if (rc == SQLITE_OK && g && (g->nKmGpu || g->nKmFail)) {
     rc = gpu_fact(pCtx, xGpuFact, "gpu_kmeans", sqlite3_mprintf(
