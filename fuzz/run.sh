@@ -10,7 +10,7 @@
 # Targets (fuzz/fuzz_*.c): vector (JSON and BLOB parsing), options (the
 # CREATE argument parser), query (constraint combinations), ops (operation
 # sequences with savepoints, checked against integrity-check and a brute
-# force k-NN), ann (the same on index=hnsw and index=ivf tables, with
+# force k-NN), ann (the same on index=hnsw, index=diskann and index=ivf tables, with
 # 'optimize' / 'rebuild' / 'train' and knob queries, every k-NN checked
 # against distances computed in the target). Seeds are
 # fuzz/corpus/<target>/; new inputs go to a scratch
