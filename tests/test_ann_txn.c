@@ -16,15 +16,23 @@
 **     index; the ROLLBACK TO undoes that in the file, so rows buffered
 **     before the savepoint must be linked again at COMMIT (fuzz_ann found
 **     HNSW and DiskANN losing them: integrity-check reported live rows
-**     without a node).
+**     without a node);
+**   - a process forked after a parallel build builds again (GNU OpenMP's
+**     thread pool does not survive fork: the child hung in 'train' until
+**     threads.c made a forked child single-threaded).
 */
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "annex.h"
 #include "sqltest.h"
 
 static const char *azIndex[] = {
@@ -161,12 +169,59 @@ static void test_command_in_savepoint(void **state) {
   }
 }
 
+/* fork() after a parallel build: the child's builds must finish (an alarm
+** kills a hung child and fails the test). */
+static void test_fork_after_parallel_build(void **state) {
+  char *zDir = st_tempdir(), zPath[512];
+  sqlite3 *db;
+  pid_t pid;
+  int status = 0;
+  (void)state;
+  snprintf(zPath, sizeof(zPath), "%s/f.db", zDir);
+  db = st_open(zPath);
+  st_exec(db, "SELECT annex_threads(2)"); /* OpenMP regions of 2 threads */
+  st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[4], index=ivf("
+              "nlist=4))");
+  fill(db, 1000); /* trains at the commit: k-means on 2 threads */
+  st_exec(db, "INSERT INTO t(t) VALUES('train')");
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    sqlite3 *dbc = NULL;
+    alarm(30);
+    if (sqlite3_open(zPath, &dbc) != SQLITE_OK) _exit(2);
+    if (sqlite3_annex_init(dbc, NULL, NULL) != SQLITE_OK) _exit(4);
+    if (sqlite3_exec(dbc, "SELECT annex_threads(2); INSERT INTO t(t) "
+                          "VALUES('train'); CREATE VIRTUAL TABLE h USING "
+                          "annex(v float[4], index=hnsw); INSERT INTO h(rowid, "
+                          "v) SELECT rowid, v FROM t; INSERT INTO h(h) "
+                          "VALUES('rebuild')", NULL, NULL, NULL) != SQLITE_OK) {
+      _exit(3);
+    }
+    sqlite3_close(dbc);
+    _exit(0);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) {
+    fail_msg("the forked child died of signal %d (SIGALRM %d: it hung)",
+             WTERMSIG(status), SIGALRM);
+  }
+  assert_int_equal(WEXITSTATUS(status), 0);
+  st_integrity_ok(db, "t");
+  st_integrity_ok(db, "h");
+  st_exec(db, "SELECT annex_threads(0)");
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rollback_to_first),
       cmocka_unit_test(test_rollback_to_first_then_write),
       cmocka_unit_test(test_nested_savepoint),
       cmocka_unit_test(test_command_in_savepoint),
+      cmocka_unit_test(test_fork_after_parallel_build),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
 **
 ** One process-wide setting, 1 by default (see threads.c for why);
 ** annex_threads(N) in SQL changes it. Builds without OpenMP always run on
-** one thread. BLAS calls use OpenBLAS's own threads (OPENBLAS_NUM_THREADS).
+** one thread, and so does a process forked from one that loaded annex
+** (GNU OpenMP cannot run parallel regions after fork; threads.c): every
+** OpenMP region is guarded by "if (n > 1)" on these counts. BLAS calls use OpenBLAS's own threads (OPENBLAS_NUM_THREADS).
 ** Index code only.
 */
 #ifndef ANNEX_THREADS_H

@@ -525,7 +525,7 @@ static void gpu_certify_all(annex_table *p, annex_gpu *g, const float *aQ,
   if (nThread < 1) nThread = 1;
   if (nThread > GPU_MAX_THREADS) nThread = GPU_MAX_THREADS;
 #ifdef ANNEX_HAVE_OPENMP
-#pragma omp parallel for num_threads(nThread) schedule(static)
+#pragma omp parallel for num_threads(nThread) schedule(static) if (nThread > 1)
 #endif
   for (size_t j = 0; j < n; j++) {
     size_t iq = aIdx ? aIdx[j] : i0 + j;
