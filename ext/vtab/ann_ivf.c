@@ -1308,27 +1308,36 @@ static int ivf_gpu_certify(const ivf_ann *h, const annex_ivf_scan *s,
   return nHit < nCand || (nHit >= k && aTmp[k - 1].score < fFloor);
 }
 
-/* The probed lists aOrder[0..nOrder) scanned on the GPU: SQLITE_OK with
+/* The nProbe lists nearest the query scanned on the GPU: SQLITE_OK with
 ** the answer in aOut, ANNEX_GPU_USE_CPU (not worth it, no device, fewer
-** than k entries, not certified: the CPU scans), or an SQLite error. */
-static int ivf_gpu_search(ivf_ann *h, const annex_ann_query *q,
-                          const annex_ivf_scan *s, const int32_t *aOrder,
-                          int nOrder, annex_hit *aOut, size_t *pnOut) {
+** than k entries, not certified: the CPU scans), or an SQLite error. The
+** cheap checks come before the probe, which the CPU path would repeat. */
+static int ivf_gpu_search(ivf_ann *h, const annex_ann_query *q, int nProbe,
+                          int32_t *aOrder, annex_hit *aOut, size_t *pnOut) {
   annex_table *p = h->base.pTab;
   size_t k = (size_t)q->k, nCand = k + ANNEX_CUDA_EXTRA(k), nHit = 0;
-  double rWork = (double)nOrder * (double)h->nLive / h->ivf.nList *
+  double rWork = (double)nProbe * (double)h->nLive / h->ivf.nList *
                  (double)h->ivf.nDim;
   annex_cuda_hit *aHit = NULL;
   annex_hit *aTmp = NULL;
   uint64_t *aRange = NULL;
   const char *zWhy = "the GPU could not certify the answer";
   float fFloor = 0;
-  int bUpload = 0, bCert = 0;
+  int bUpload = 0, bCert = 0, nOrder = 0, bScan = 0;
+  annex_ivf_scan sc, *s = &sc;
   int rc = annex_gpu_ranged_use(p, q->eDevice, rWork, q->k, h->iChanges,
                                 &bUpload);
   if (rc != SQLITE_OK) return rc;
   if (bUpload || h->iGpuTag != h->iChanges || h->nGpuList != h->ivf.nList) {
     rc = ivf_gpu_upload(h);
+  }
+  if (rc == SQLITE_OK) {
+    rc = ivf_core_rc(annex_ivf_scan_init(s, &h->ivf, q->pQuery));
+    bScan = rc == SQLITE_OK;
+  }
+  if (rc == SQLITE_OK) {
+    nOrder = annex_ivf_probe(s, nProbe, aOrder);
+    if (nOrder < 0) rc = SQLITE_NOMEM;
   }
   if (rc == SQLITE_OK) {
     aRange = sqlite3_malloc64(sizeof(uint64_t) * 2 * (size_t)nOrder);
@@ -1360,6 +1369,7 @@ static int ivf_gpu_search(ivf_ann *h, const annex_ann_query *q,
       break;
     }
   }
+  if (bScan) annex_ivf_scan_free(s);
   sqlite3_free(aRange);
   sqlite3_free(aHit);
   sqlite3_free(aTmp);
@@ -1416,15 +1426,9 @@ static int ivf_search(annex_ann *a, const annex_ann_query *q,
   ** same answer (device=auto and enough work; gpu.c). */
   if (rc == SQLITE_OK && bExactScores && q->aAllowed == NULL &&
       q->eDevice != ANNEX_DEVICE_CPU) {
-    rc = ivf_core_rc(annex_ivf_scan_init(&s, &h->ivf, q->pQuery));
-    if (rc == SQLITE_OK) {
-      nOrder = annex_ivf_probe(&s, nProbe, aOrder);
-      rc = nOrder < 0 ? SQLITE_NOMEM
-                      : ivf_gpu_search(h, q, &s, aOrder, nOrder, aOut, &nOut);
-      annex_ivf_scan_free(&s);
-      if (rc == SQLITE_OK) goto done;
-      if (rc == ANNEX_GPU_USE_CPU) rc = SQLITE_OK;
-    }
+    rc = ivf_gpu_search(h, q, nProbe, aOrder, aOut, &nOut);
+    if (rc == SQLITE_OK) goto done;
+    if (rc == ANNEX_GPU_USE_CPU) rc = SQLITE_OK;
   }
 again:
   if (rc == SQLITE_OK) {
