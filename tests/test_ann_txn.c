@@ -16,7 +16,9 @@
 **     index; the ROLLBACK TO undoes that in the file, so rows buffered
 **     before the savepoint must be linked again at COMMIT (fuzz_ann found
 **     HNSW and DiskANN losing them: integrity-check reported live rows
-**     without a node);
+**     without a node); and an empty savepoint rolled back after a command
+**     in the same transaction (HNSW dropped its graph but kept trusting the
+**     cache, then wrote an entry point of -1);
 **   - a process forked after a parallel build builds again (GNU OpenMP's
 **     thread pool does not survive fork: the child hung in 'train' until
 **     threads.c made a forked child single-threaded).
@@ -169,6 +171,34 @@ static void test_command_in_savepoint(void **state) {
   }
 }
 
+/* A command, writes, then a savepoint rolled back with nothing in it. */
+static void test_empty_savepoint_after_command(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(azIndex) / sizeof(azIndex[0]); i++) {
+    const char *zCmd = azIndex[i][0] == 'i' ? "train" : "rebuild";
+    sqlite3 *db = open_table(azIndex[i], 100);
+    st_exec(db, "DELETE FROM t WHERE rowid %% 6 = 0");
+    st_exec(db, "BEGIN");
+    st_exec(db, "INSERT INTO t(t) VALUES('%s')", zCmd);
+    st_exec(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                "FROM c WHERE i < 20) INSERT INTO t(rowid, v) SELECT i + 1000, "
+                "json_array(i %% 5, 1, 2, 3) FROM c");
+    st_exec(db, "DELETE FROM t WHERE rowid > 1000");
+    st_exec(db, "SAVEPOINT s0");
+    st_exec(db, "ROLLBACK TO s0");
+    st_exec(db, "COMMIT");
+    assert_int_equal(st_int(db, "SELECT count(*) FROM t"), 84);
+    st_integrity_ok(db, "t");
+    check_exact(db, azIndex[i]);
+    /* the graph is whole: the nearest row is found */
+    assert_int_equal(st_int(db, "SELECT rowid FROM t WHERE v MATCH '" QUERY
+                                "' AND k = 1"),
+                     st_int(db, "SELECT rowid FROM t ORDER BY annex_distance("
+                                "v, '" QUERY "'), rowid LIMIT 1"));
+    st_close(db);
+  }
+}
+
 /* fork() after a parallel build: the child's builds must finish (an alarm
 ** kills a hung child and fails the test). */
 static void test_fork_after_parallel_build(void **state) {
@@ -221,6 +251,7 @@ int main(void) {
       cmocka_unit_test(test_rollback_to_first_then_write),
       cmocka_unit_test(test_nested_savepoint),
       cmocka_unit_test(test_command_in_savepoint),
+      cmocka_unit_test(test_empty_savepoint_after_command),
       cmocka_unit_test(test_fork_after_parallel_build),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -297,6 +297,9 @@ static void hnsw_drop_graph(hnsw_ann *h) {
   annex_hnsw_clear_dirty(h->g);
   h->bFull = 0;
   h->iChanges = -1;
+  /* validate must reload the entry point, inside a write transaction too
+  ** (a ROLLBACK TO that dropped the graph left it at -1: fuzz_ann) */
+  h->bTxnOk = 0;
 }
 
 /* Read the entry point from T_config into the graph. */
