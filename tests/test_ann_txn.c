@@ -214,11 +214,12 @@ static void test_fork_after_parallel_build(void **state) {
               "nlist=4))");
   fill(db, 1000); /* trains at the commit: k-means on 2 threads */
   st_exec(db, "INSERT INTO t(t) VALUES('train')");
+  st_close(db); /* the child owns nothing of the parent's (valgrind) */
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     sqlite3 *dbc = NULL;
-    alarm(30);
+    alarm(120); /* generous: valgrind runs this too */
     if (sqlite3_open(zPath, &dbc) != SQLITE_OK) _exit(2);
     if (sqlite3_annex_init(dbc, NULL, NULL) != SQLITE_OK) _exit(4);
     if (sqlite3_exec(dbc, "SELECT annex_threads(2); INSERT INTO t(t) "
@@ -229,9 +230,11 @@ static void test_fork_after_parallel_build(void **state) {
       _exit(3);
     }
     sqlite3_close(dbc);
+    free(zDir);
     _exit(0);
   }
   assert_int_equal(waitpid(pid, &status, 0), pid);
+  db = st_open(zPath);
   if (WIFSIGNALED(status)) {
     fail_msg("the forked child died of signal %d (SIGALRM %d: it hung)",
              WTERMSIG(status), SIGALRM);
