@@ -56,7 +56,7 @@ node/test.sh build
 # under qemu-aarch64 (about 1-4 minutes). ANNEX_TEST_ARM64=0 skips it; an
 # ARM64 host has already run the suite natively above.
 if [ "${ANNEX_TEST_ARM64:-1}" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
-  echo "== ARM64 (NEON) cross build, every test under qemu-aarch64"
+  echo "== ARM64 (NEON) cross build, the suite under qemu-aarch64"
   scripts/test-arm64.sh
 fi
 echo "all tests passed"
