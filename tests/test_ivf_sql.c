@@ -15,7 +15,9 @@
 **   - ROLLBACK of a bulk insert (also one that would have trained) and
 **     ROLLBACK TO a savepoint leave searches as they were;
 **   - vector UPDATE; filtered search (k rows whenever k match); int8
-**     tables answer exactly; integrity-check after everything.
+**     tables answer exactly; integrity-check after everything;
+**   - progress of 'train': k-means iterations, then the assignment of
+**     every row, through the handler and annex_info on another connection.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -28,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "annex.h"
 #include "sqltest.h"
 
 typedef struct dataset {
@@ -587,6 +590,92 @@ static void test_params(void **state) {
   st_close(db);
 }
 
+/* Progress of 'train': "ivf train" (k-means iterations, up to all of them)
+** and then "ivf assign" (rows, up to every row), each phase monotonic; the
+** handler's numbers are what annex_info shows another connection of the
+** process at that moment; one end call, and no progress rows afterwards. */
+typedef struct progress_log {
+  sqlite3 *dbOther;     /* a second connection to the same file */
+  int nTrain, nAssign;  /* handler calls per phase */
+  int nEnd, nInfo;      /* end calls; calls annex_info agreed with */
+  int bMonotonic, bOrdered;
+  sqlite3_int64 nTrainLast, nTrainTotal, nAssignLast, nAssignTotal;
+} progress_log;
+
+static void on_progress(void *pArg, const char *zTable, const char *zPhase,
+                        sqlite3_int64 nDone, sqlite3_int64 nTotal) {
+  progress_log *p = (progress_log *)pArg;
+  sqlite3_int64 *pLast, *pTotal;
+  char *zSeen;
+  assert_string_equal(zTable, "t");
+  if (nTotal < 0) {
+    p->nEnd++;
+    return;
+  }
+  if (strcmp(zPhase, "ivf train") == 0) {
+    if (p->nAssign > 0) p->bOrdered = 0; /* training comes first */
+    p->nTrain++;
+    pLast = &p->nTrainLast;
+    pTotal = &p->nTrainTotal;
+  } else {
+    assert_string_equal(zPhase, "ivf assign");
+    p->nAssign++;
+    pLast = &p->nAssignLast;
+    pTotal = &p->nAssignTotal;
+  }
+  if (nDone < *pLast || nDone > nTotal) p->bMonotonic = 0;
+  *pLast = nDone;
+  *pTotal = nTotal;
+  zSeen = st_text(p->dbOther, "SELECT group_concat(value, '|') FROM "
+                  "annex_info('t') WHERE key LIKE 'progress%%'");
+  if (zSeen) {
+    char zWant[128];
+    snprintf(zWant, sizeof(zWant), "%s|%lld|%lld", zPhase, (long long)nDone,
+             (long long)nTotal);
+    if (strcmp(zSeen, zWant) == 0) p->nInfo++;
+    sqlite3_free(zSeen);
+  }
+}
+
+static void test_progress(void **state) {
+  char *zDir = st_tempdir(), zPath[512];
+  sqlite3 *db;
+  progress_log log;
+  (void)state;
+  snprintf(zPath, sizeof(zPath), "%s/p.db", zDir);
+  db = st_open(zPath);
+  st_exec(db, "PRAGMA journal_mode=WAL");
+  create(db, "ivf(nlist=32, quantizer=pq, m=16)");
+  load(db, 0, g_set.nBase); /* trains at this commit */
+  assert_state_prefix(db, "trained");
+  memset(&log, 0, sizeof(log));
+  log.bMonotonic = log.bOrdered = 1;
+  log.dbOther = st_open(zPath);
+  annex_progress_handler(on_progress, &log);
+  st_exec(db, "INSERT INTO t(t) VALUES('train')");
+  annex_progress_handler(NULL, NULL);
+  printf("# progress: train %d calls (last %lld of %lld), assign %d calls "
+         "(last %lld of %lld), %d seen by annex_info on another connection\n",
+         log.nTrain, (long long)log.nTrainLast, (long long)log.nTrainTotal,
+         log.nAssign, (long long)log.nAssignLast,
+         (long long)log.nAssignTotal, log.nInfo);
+  assert_true(log.nTrain >= 2);
+  assert_true(log.nAssign >= 1);
+  assert_true(log.bMonotonic);
+  assert_true(log.bOrdered);
+  assert_int_equal(log.nTrainLast, log.nTrainTotal);
+  assert_int_equal(log.nAssignLast, g_set.nBase);
+  assert_int_equal(log.nAssignTotal, g_set.nBase);
+  assert_int_equal(log.nEnd, 1);
+  assert_int_equal(log.nInfo, log.nTrain + log.nAssign);
+  assert_int_equal(st_int(log.dbOther, "SELECT count(*) FROM annex_info('t') "
+                                       "WHERE key LIKE 'progress%%'"), 0);
+  st_close(log.dbOther);
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_params),
@@ -600,6 +689,7 @@ int main(void) {
       cmocka_unit_test(test_update_vector),
       cmocka_unit_test(test_filtered),
       cmocka_unit_test(test_int8_exact),
+      cmocka_unit_test(test_progress),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

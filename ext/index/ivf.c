@@ -109,15 +109,42 @@ static int ivf_train_codes(annex_ivf *v, float *aP, size_t n,
   }
 }
 
+int annex_ivf_train_steps(const annex_ivf *v, int nIter) {
+  if (nIter <= 0) nIter = 20; /* annex_kmeans_train's default */
+  return nIter * (1 + (v->eQuant == ANNEX_IVF_PQ ? v->pq.m : 0));
+}
+
+/* The caller's progress callback, seen through the stages of training as
+** one count (annex_kmeans_train calls it once per iteration). */
+typedef struct ivf_steps {
+  annex_kmeans_progress_fn xProgress; /* the caller's */
+  void *pCtx;                         /* its context */
+  int nDone, nTotal;
+} ivf_steps;
+
+static int ivf_step(void *pCtx, int iIter, int nIter, double obj) {
+  ivf_steps *s = pCtx;
+  (void)iIter;
+  (void)nIter;
+  if (s->nDone < s->nTotal) s->nDone++;
+  return s->xProgress(s->pCtx, s->nDone, s->nTotal, obj);
+}
+
 int annex_ivf_train(annex_ivf *v, const float *aX, size_t n,
                     const annex_kmeans_params *p) {
   size_t d = v->nDim, nMax = p->nMaxPerCentroid ? p->nMaxPerCentroid : 256;
   size_t nS = (size_t)v->nList * nMax, *aIdx = NULL;
   uint64_t rng = p->seed ^ 0x697666ull; /* "ivf" */
   annex_kmeans_params q = *p;
+  ivf_steps st = {p->xProgress, p->pProgressCtx, 0, 0};
   float *aP;
   int rc;
   if (n < (size_t)v->nList) return ANNEX_KMEANS_TOO_FEW;
+  if (p->xProgress) {
+    st.nTotal = annex_ivf_train_steps(v, p->nIter);
+    q.xProgress = ivf_step;
+    q.pProgressCtx = &st;
+  }
   if (nS > n) nS = n;
   aP = annex_malloc(nS * d * sizeof(float));
   if (nS < n) aIdx = annex_malloc(n * sizeof(size_t));
@@ -141,7 +168,7 @@ int annex_ivf_train(annex_ivf *v, const float *aX, size_t n,
   q.k = v->nList;
   rc = annex_kmeans_train(aP, nS, d, &q, v->aCentroid, NULL);
   if (rc == ANNEX_KMEANS_OK && v->eQuant != ANNEX_IVF_FLAT) {
-    rc = ivf_train_codes(v, aP, nS, p);
+    rc = ivf_train_codes(v, aP, nS, &q); /* q.k: pq sets its own */
   }
   annex_free(aP);
   return rc;

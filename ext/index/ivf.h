@@ -88,9 +88,16 @@ void annex_ivf_free(annex_ivf *v);
 
 /* Train centroids (and the sq8/pq quantizer on residuals) on n vectors.
 ** p: iterations, seed, sample cap, threads, progress (p->k is ignored).
+** Progress counts the k-means iterations of every stage as one run of
+** annex_ivf_train_steps(v, p->nIter) steps: p->xProgress(ctx, done, total,
+** objective of that iteration), done rising by one per call.
 ** Needs n >= nList. */
 int annex_ivf_train(annex_ivf *v, const float *aX, size_t n,
                     const annex_kmeans_params *p);
+
+/* k-means iterations annex_ivf_train runs with nIter per k-means: the
+** coarse quantizer's, then (pq) each sub-quantizer's. */
+int annex_ivf_train_steps(const annex_ivf *v, int nIter);
 
 /* x' of x (see above) into out (nDim floats). */
 void annex_ivf_prepare(const annex_ivf *v, const float *x, float *out);

@@ -1024,7 +1024,8 @@ static int ivf_train(ivf_ann *h, int bAuto) {
     kp.pProgressCtx = h;
     kp.xAssign = annex_gpu_kmeans_assign; /* the GPU when it pays (gpu.c) */
     kp.pAssignCtx = p;
-    annex_progress_set(p, "ivf train", 0, IVF_TRAIN_ITER);
+    annex_progress_set(p, "ivf train", 0,
+                       annex_ivf_train_steps(&h->ivf, IVF_TRAIN_ITER));
     rc = ivf_core_rc(annex_ivf_train(&h->ivf, aVec, n, &kp));
   }
   if (rc == SQLITE_OK) rc = ivf_fill_lists(h, aSlot, aVec, n);
