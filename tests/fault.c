@@ -650,6 +650,20 @@ int fault_long_mode(void) {
   return z && z[0] && strcmp(z, "0") != 0;
 }
 
+/* The stride of a loop of pEnv: its own (nStrideAfter, nMaxRuns), or, with
+** ANNEX_FAULT_RUNS=n (n >= 10), about n runs per loop, every N up to n/2
+** (the sanitizer stage of scripts/test.sh: the same sites, sampled). */
+static void fault_budget(const fault_env *pEnv, int *pnAfter, int *pnMax) {
+  const char *z = getenv("ANNEX_FAULT_RUNS");
+  int n = z ? atoi(z) : 0;
+  *pnAfter = pEnv->nStrideAfter;
+  *pnMax = pEnv->nMaxRuns;
+  if (n >= 10) {
+    *pnMax = n;
+    if (*pnAfter <= 0 || *pnAfter > n / 2) *pnAfter = n / 2;
+  }
+}
+
 /* The loop ***************************************************************/
 
 /* Run the operation on *pDb (the warm connection). For a reopen, *pDb is
@@ -755,6 +769,7 @@ void fault_loop(fault_env *pEnv, const fault_op *pOp, const fault_kind *pKind,
   sqlite3 *db;
   char zErr[512], zWhat[256];
   int rc, nCalls = 0, nStride = 1, bLong = fault_long_mode();
+  int nAfter = 0, nMax = 0;
   sqlite3_int64 nOut0, nByte0, nOut, nByte;
   memset(&st, 0, sizeof(st));
   if (g_bVerbose < 0) {
@@ -781,9 +796,9 @@ void fault_loop(fault_env *pEnv, const fault_op *pOp, const fault_kind *pKind,
   snprintf(zWhat, sizeof(zWhat), "%s: after", pOp->zName);
   state_digest(pEnv->zWork, pEnv->zPlain, &st.after, zWhat);
   pStats->nCalls += nCalls;
-  if (!bLong && pEnv->nStrideAfter > 0 && nCalls > pEnv->nMaxRuns) {
-    nStride = (nCalls - pEnv->nStrideAfter) /
-              (pEnv->nMaxRuns - pEnv->nStrideAfter);
+  fault_budget(pEnv, &nAfter, &nMax);
+  if (!bLong && nAfter > 0 && nCalls > nMax) {
+    nStride = (nCalls - nAfter) / (nMax - nAfter);
     if (nStride < 1) nStride = 1;
   }
 
@@ -891,7 +906,7 @@ void fault_loop(fault_env *pEnv, const fault_op *pOp, const fault_kind *pKind,
       fail_msg("%s: still faulting far past the %d fault sites of the "
                "fault-free run", zWhat, nCalls);
     }
-    if (nStride > 1 && iNth >= pEnv->nStrideAfter) {
+    if (nStride > 1 && iNth >= nAfter) {
       int iNext = iNth + nStride;
       /* Always finish with the first N past the fault-free run's sites. */
       if (iNth <= nCalls && iNext > nCalls + 1) iNext = nCalls + 1;

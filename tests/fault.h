@@ -46,6 +46,9 @@
 ** Environment:
 **   ANNEX_FAULT_LONG=1     every N of every loop (the default strides over
 **                          the loops of more than fault_env.nMaxRuns sites)
+**   ANNEX_FAULT_RUNS=n     about n runs per loop (every N up to n/2, then a
+**                          stride), whatever the test's own budget: how
+**                          the sanitizer stage keeps the loops short
 **   ANNEX_FAULT_ONLY=pat   run only the cmocka tests matching pat
 **   ANNEX_FAULT_VERBOSE=1  one line per run: N, result code, message
 **   ANNEX_FAULT_DIR=dir    where the databases live (default /dev/shm when
