@@ -54,7 +54,7 @@ echo "== replicated: annex-node x3 on dqlite, failover and catch-up (node/test.s
 node/test.sh build
 
 # The NEON kernels and the whole suite again, cross-built for ARM64 and run
-# under qemu-aarch64 (about 1-4 minutes). ANNEX_TEST_ARM64=0 skips it; an
+# under qemu-aarch64 (about 5-10 minutes). ANNEX_TEST_ARM64=0 skips it; an
 # ARM64 host has already run the suite natively above.
 if [ "${ANNEX_TEST_ARM64:-1}" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
   echo "== ARM64 (NEON) cross build, the suite under qemu-aarch64"
