@@ -218,6 +218,15 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk);
 /* Copy nVec vectors from iSlot (chunk-relative) of the current chunk. */
 int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
                              void *out);
+/* An iterator for exact scans: it reads chunks through the connection's
+** chunk cache (chunk_cache.c), filling it. Integrity checks and index
+** builds use annex_chunk_iter_open, which always reads the file. */
+int annex_chunk_iter_open_cached(annex_table *p, annex_chunk_iter **pp);
+/* The current chunk's vectors where they lie in the cache, or NULL when it
+** was read from the file (then copy them with annex_chunk_iter_vectors).
+** The pointer, like the chunk's aRowid, stays valid until the iterator is
+** closed. */
+const void *annex_chunk_iter_cached_vectors(annex_chunk_iter *it);
 /* integrity-check: the rules of one chunk that need no T_rows (a full
 ** chunk keeps a live slot, metadata tags are known, NULL and BLOB tags
 ** carry 0, live float vectors are finite): SQLITE_OK, or
@@ -227,6 +236,38 @@ int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
 int annex_chunk_check(annex_chunk_iter *it, const annex_chunk *ch);
 int annex_chunk_iter_check_end(annex_chunk_iter *it);
 void annex_chunk_iter_close(annex_chunk_iter *it);
+
+/**************************************************************************
+** chunk_cache.c — chunk blobs kept in memory between exact scans (the
+** rules of its use are in that file's header).
+*/
+
+typedef struct annex_chunk_cache {
+  unsigned char **apChunk;  /* chunk id -> copy of its data blob, or NULL */
+  sqlite3_int64 nAlloc;     /* entries of apChunk */
+  size_t nByte;             /* bytes of the copies */
+  sqlite3_int64 iChanges;   /* change counter they match; -1: none */
+  unsigned int iDataVersion;/* SQLITE_FCNTL_DATA_VERSION at validation */
+} annex_chunk_cache;
+
+/* Before a scan: drop what is stale; *pbUse says whether the scan may read
+** and fill the cache (not inside a transaction that wrote the table). */
+int annex_cache_validate(annex_table *p, int *pbUse);
+/* The cached copy of chunk iChunk, or NULL. */
+const unsigned char *annex_cache_get(const annex_table *p,
+                                     sqlite3_int64 iChunk);
+/* A buffer of nByte for chunk iChunk, registered in the cache, or NULL when
+** the budget or memory is short. The caller fills it, or on failure hands
+** it back with annex_cache_forget. */
+unsigned char *annex_cache_alloc(annex_table *p, sqlite3_int64 iChunk,
+                                 size_t nByte);
+void annex_cache_forget(annex_table *p, sqlite3_int64 iChunk, size_t nByte);
+void annex_cache_drop(annex_table *p);
+/* The process-wide budget in bytes (set: N < 0 restores the default), and
+** the bytes all connections hold. */
+sqlite3_int64 annex_cache_limit(void);
+sqlite3_int64 annex_cache_set_limit(sqlite3_int64 n);
+sqlite3_int64 annex_cache_used(void);
 
 /**************************************************************************
 ** The virtual table object (module.c owns it).
@@ -244,12 +285,15 @@ struct annex_table {
   sqlite3_int64 nSlotCache;/* cached slot counter, valid if bSlotCache */
   int bSlotCache;        /* nSlotCache may be used (inside a write txn) */
   int bCounterBumped;    /* change counter already bumped in this txn */
+  int bTxnWrote;         /* this transaction wrote the table: unlike
+                         ** bCounterBumped, kept across ROLLBACK TO */
   int iHiddenBase;       /* column number of the first hidden column */
   annex_table *pNextOpen;/* next open table of this connection */
   struct annex_conn *pConn; /* per-connection context (borrowed) */
   struct annex_ann *pAnn;   /* the ANN index's state, or NULL (owned) */
   void *pVecBuf;            /* one vector, szVec bytes, for writes (owned) */
   struct annex_gpu *pGpu;   /* device state (gpu.c), or NULL (owned) */
+  annex_chunk_cache cache;  /* chunks of exact scans (chunk_cache.c) */
 };
 
 /* Column numbers of the hidden columns, relative to iHiddenBase. */

@@ -12,6 +12,9 @@
 **   annex_normalize(v)         v / |v| as a float32 BLOB
 **   annex_dims(v)              number of dimensions of a float32 vector
 **   annex_threads([n])         the thread count of parallel work (sets it)
+**   annex_cache_size([n])      the process-wide byte budget of the chunk
+**                              cache of exact scans (sets it; 0: off,
+**                              negative: the default, 1/8 of RAM)
 **
 ** Vector-returning functions tag their BLOBs with a subtype (annex_int.h),
 ** so inserting an int8 vector into a float column is caught.
@@ -213,6 +216,21 @@ static void fn_threads(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_result_int(ctx, annex_thread_count());
 }
 
+/* annex_cache_size() reads, annex_cache_size(N) sets the budget of the
+** chunk cache (chunk_cache.c); when it falls below what is held, each
+** table drops its copies at its next scan. */
+static void fn_cache_size(sqlite3_context *ctx, int argc,
+                          sqlite3_value **argv) {
+  if (argc == 1) {
+    if (sqlite3_value_type(argv[0]) != SQLITE_INTEGER) {
+      sqlite3_result_error(ctx, "annex_cache_size: expected an integer", -1);
+      return;
+    }
+    annex_cache_set_limit(sqlite3_value_int64(argv[0]));
+  }
+  sqlite3_result_int64(ctx, annex_cache_limit());
+}
+
 int annex_register_functions(sqlite3 *db) {
   static const struct {
     const char *zName;
@@ -224,12 +242,13 @@ int annex_register_functions(sqlite3 *db) {
       {"annex_json", 1, fn_json},         {"annex_distance", 2, fn_distance},
       {"annex_distance", 3, fn_distance}, {"annex_normalize", 1, fn_normalize},
       {"annex_dims", 1, fn_dims},         {"annex_threads", 0, fn_threads},
-      {"annex_threads", 1, fn_threads},
+      {"annex_threads", 1, fn_threads},   {"annex_cache_size", 0, fn_cache_size},
+      {"annex_cache_size", 1, fn_cache_size},
   };
   int rc = SQLITE_OK;
   for (size_t i = 0; i < sizeof(aFunc) / sizeof(aFunc[0]) && rc == SQLITE_OK;
        i++) {
-    int bPure = aFunc[i].xFunc != fn_threads;
+    int bPure = aFunc[i].xFunc != fn_threads && aFunc[i].xFunc != fn_cache_size;
     rc = sqlite3_create_function_v2(
         db, aFunc[i].zName, aFunc[i].nArg,
         SQLITE_UTF8 | (bPure ? SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS

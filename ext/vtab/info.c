@@ -180,13 +180,23 @@ static int connect_table(sqlite3 *db, annex_conn *pConn, const char *zDb,
 static int add_memory(info_cursor *c, sqlite3 *db, annex_conn *pConn,
                       const char *zDb, const char *zTab) {
   annex_table *p = annex_find_open(pConn, zDb, zTab);
-  /* The flat index keeps no vectors in memory between statements: what a
-  ** table holds is its object and parsed declaration. */
+  /* What a table holds besides its index: its object and parsed
+  ** declaration, and the chunks its exact scans cached (chunk_cache.c). */
   sqlite3_int64 n = p ? (sqlite3_int64)(sizeof(*p) + sizeof(*p->pConfig) +
                                         sizeof(annex_column) *
                                             (size_t)p->pConfig->nCol)
                       : 0;
+  sqlite3_int64 nCache = p ? (sqlite3_int64)p->cache.nByte : 0;
   int rc = add_query(c, db, sqlite3_mprintf("SELECT 'memory_table', %lld", n));
+  if (rc == SQLITE_OK) {
+    rc = add_query(c, db, sqlite3_mprintf("SELECT 'cache_bytes', %lld",
+                                          nCache));
+  }
+  if (rc == SQLITE_OK) {
+    rc = add_query(c, db, sqlite3_mprintf(
+        "SELECT 'cache_limit', %lld UNION ALL SELECT 'cache_used', %lld",
+        annex_cache_limit(), annex_cache_used()));
+  }
   if (rc == SQLITE_OK) {
     rc = add_query(c, db, sqlite3_mprintf("SELECT 'memory_sqlite', %lld",
                                           sqlite3_memory_used()));

@@ -39,7 +39,8 @@ typedef struct knn_slot {
   int nSlot;              /* slots allocated in it */
   unsigned char *aValid;  /* validity bitmap copy */
   int64_t *aRowid;        /* rowids copy */
-  void *pVec;             /* vectors */
+  void *pVec;             /* buffer the vectors are read into (owned) */
+  const void *pView;      /* the vectors: pVec, or the chunk cache's copy */
 } knn_slot;
 
 /* Per-thread scoring state. */
@@ -87,7 +88,7 @@ static size_t score_slot(const knn_scan *s, knn_worker *w,
   const annex_config *c = s->p->pConfig;
   annex_flat_block b;
   float fBound = INFINITY;
-  b.pVectors = pSlot->pVec;
+  b.pVectors = pSlot->pView;
   b.n = (size_t)pSlot->nSlot;
   b.aValid = pSlot->aValid; /* live and allowed by the filter */
   b.aAllowed = NULL;
@@ -153,13 +154,17 @@ static int wanted_slots(const knn_scan *s, const annex_chunk *ch,
   return n;
 }
 
-/* Read a chunk's vectors: in one run, or, when few are wanted (under a
-** quarter), one by one so the others are never read. Unread slots keep
-** stale bytes; the scan skips them by the same bitmap. */
+/* A chunk's vectors: where they lie in the chunk cache, else read in one
+** run, or, when few are wanted (under a quarter), one by one so the others
+** are never read. Unread slots keep stale bytes; the scan skips them by
+** the same bitmap. */
 static int read_vectors(const knn_scan *s, annex_chunk_iter *it,
                         knn_slot *pSlot, int nWanted) {
   const annex_config *c = s->p->pConfig;
   int rc = SQLITE_OK;
+  pSlot->pView = annex_chunk_iter_cached_vectors(it);
+  if (pSlot->pView) return SQLITE_OK;
+  pSlot->pView = pSlot->pVec;
   if (4 * nWanted >= pSlot->nSlot) {
     return annex_chunk_iter_vectors(it, 0, pSlot->nSlot, pSlot->pVec);
   }
@@ -353,7 +358,7 @@ int annex_knn_exact(annex_table *p, const annex_knn_query *q,
   rc = annex_storage_slots(p, &nSlots);
   if (rc == SQLITE_OK) rc = scan_setup(&s, nSlots);
   if (rc == SQLITE_OK && (q->k == 0 || s.nHeapCap > 0)) {
-    rc = annex_chunk_iter_open(p, &it);
+    rc = annex_chunk_iter_open_cached(p, &it);
 #ifdef ANNEX_HAVE_OPENMP
     if (rc == SQLITE_OK && s.nWorker > 1) rc = scan_parallel(&s, it);
     else

@@ -301,13 +301,19 @@ static int run_batch(annex_table *p, const kb_queries *q, sqlite3_int64 k,
                        kb_malloc, sqlite3_free) != 0) {
     rc = SQLITE_NOMEM;
   }
-  if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, &it);
+  if (rc == SQLITE_OK) rc = annex_chunk_iter_open_cached(p, &it);
   while (rc == SQLITE_OK) {
+    const void *pVec;
     rc = annex_chunk_iter_next(it, &ch);
     if (rc != SQLITE_ROW) break;
-    rc = annex_chunk_iter_vectors(it, 0, ch.nSlot, aVec);
+    pVec = annex_chunk_iter_cached_vectors(it);
+    rc = SQLITE_OK;
+    if (pVec == NULL) {
+      rc = annex_chunk_iter_vectors(it, 0, ch.nSlot, aVec);
+      pVec = aVec;
+    }
     if (rc == SQLITE_OK) {
-      annex_batch_block(b, aVec, (size_t)ch.nSlot, ch.aValid, NULL,
+      annex_batch_block(b, pVec, (size_t)ch.nSlot, ch.aValid, NULL,
                         ch.iChunk * c->nChunk, ch.aRowid);
     }
   }

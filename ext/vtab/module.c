@@ -85,6 +85,7 @@ static void table_free(annex_table *p) {
   if (p->pAnn) p->pAnn->pOps->xClose(p->pAnn);
   annex_gpu_free(p->pGpu);
   sqlite3_free(p->pVecBuf);
+  annex_cache_drop(p);
   annex_storage_close(p);
   annex_config_free(p->pConfig);
   sqlite3_free(p->zDb);
@@ -116,6 +117,7 @@ static int annex_init(sqlite3 *db, void *pAux, int argc,
   p = sqlite3_malloc64(sizeof(*p));
   if (p == NULL) return SQLITE_NOMEM;
   memset(p, 0, sizeof(*p));
+  p->cache.iChanges = -1;
   p->db = db;
   p->pConn = pAux;
   p->zDb = sqlite3_mprintf("%s", argv[1]);
@@ -363,6 +365,7 @@ static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
   annex_table *p = (annex_table *)pVtab;
   int rc;
   sqlite3_value *pCmd;
+  p->bTxnWrote = 1; /* until the transaction ends (chunk_cache.c) */
   if (argc == 1) {
     rc = delete_row(p, sqlite3_value_int64(argv[0]));
   } else if ((pCmd = command_value(p, argc, argv)) != NULL) {
@@ -390,6 +393,7 @@ static int annex_update(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
 
 static int annex_begin(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
+  ((annex_table *)pVtab)->bTxnWrote = 0;
   return SQLITE_OK;
 }
 
@@ -406,12 +410,14 @@ static int annex_sync(sqlite3_vtab *pVtab) {
 
 static int annex_commit(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
+  ((annex_table *)pVtab)->bTxnWrote = 0;
   if (ANN(pVtab)) ANN(pVtab)->pOps->xCommit(ANN(pVtab));
   return SQLITE_OK;
 }
 
 static int annex_rollback(sqlite3_vtab *pVtab) {
   annex_storage_end_txn((annex_table *)pVtab);
+  ((annex_table *)pVtab)->bTxnWrote = 0;
   if (ANN(pVtab)) ANN(pVtab)->pOps->xRollback(ANN(pVtab));
   return SQLITE_OK;
 }

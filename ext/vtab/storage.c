@@ -1033,6 +1033,8 @@ struct annex_chunk_iter {
   unsigned char *aHead;   /* valid bitmap + rowids of the current chunk */
   int64_t *aRowid;        /* aligned rowids of the current chunk */
   sqlite3_int64 iLast;    /* id of the last chunk returned, -1 before */
+  int bCache;             /* read through the connection's chunk cache */
+  const unsigned char *pCached; /* the current chunk's cached copy, or NULL */
 };
 
 int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
@@ -1069,6 +1071,15 @@ int annex_chunk_iter_open(annex_table *p, annex_chunk_iter **pp) {
   return SQLITE_OK;
 }
 
+int annex_chunk_iter_open_cached(annex_table *p, annex_chunk_iter **pp) {
+  int bUse = 0;
+  int rc = chunk_has_vectors(p->pConfig) ? annex_cache_validate(p, &bUse)
+                                         : SQLITE_OK;
+  if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, pp);
+  if (rc == SQLITE_OK) (*pp)->bCache = bUse;
+  return rc;
+}
+
 /* Decode n little-endian int64 rowids. */
 static void rowids_decode(int64_t *aOut, const unsigned char *a, int n) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -1082,11 +1093,32 @@ static void rowids_decode(int64_t *aOut, const unsigned char *a, int n) {
 #endif
 }
 
+/* Read chunk iChunk's whole blob into a new cache entry, if the budget
+** allows: SQLITE_OK with it->pCached set, or left NULL to read it the
+** uncached way. */
+static int iter_fill_cache(annex_chunk_iter *it, sqlite3_int64 iChunk) {
+  size_t nByte = annex_chunk_bytes(it->p->pConfig);
+  unsigned char *a = annex_cache_alloc(it->p, iChunk, nByte);
+  int rc;
+  if (a == NULL) return SQLITE_OK;
+  rc = sqlite3_blob_read(it->pBlob, a, (int)nByte, 0);
+  if (rc != SQLITE_OK) annex_cache_forget(it->p, iChunk, nByte);
+  else it->pCached = a;
+  return rc;
+}
+
 static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
   annex_table *p = it->p;
   const annex_config *c = p->pConfig;
+  const unsigned char *aHead;
   char *zTab;
   int rc = SQLITE_OK;
+  it->pCached = it->bCache ? annex_cache_get(p, iChunk) : NULL;
+  if (it->pCached) {
+    rowids_decode(it->aRowid, it->pCached + annex_chunk_rowid_offset(c),
+                  c->nChunk);
+    return SQLITE_OK;
+  }
   if (it->pBlob) {
     rc = sqlite3_blob_reopen(it->pBlob, iChunk);
   } else {
@@ -1102,13 +1134,14 @@ static int iter_load(annex_chunk_iter *it, sqlite3_int64 iChunk) {
       (size_t)sqlite3_blob_bytes(it->pBlob) != annex_chunk_bytes(c)) {
     rc = SQLITE_CORRUPT_VTAB;
   }
-  if (rc == SQLITE_OK) {
+  if (rc == SQLITE_OK && it->bCache) rc = iter_fill_cache(it, iChunk);
+  if (rc == SQLITE_OK && it->pCached == NULL) {
     rc = sqlite3_blob_read(it->pBlob, it->aHead,
                            (int)annex_chunk_vector_offset(c), 0);
   }
+  aHead = it->pCached ? it->pCached : it->aHead;
   if (rc == SQLITE_OK) {
-    const unsigned char *a = it->aHead + annex_chunk_rowid_offset(c);
-    rowids_decode(it->aRowid, a, c->nChunk);
+    rowids_decode(it->aRowid, aHead + annex_chunk_rowid_offset(c), c->nChunk);
   }
   return rc;
 }
@@ -1131,21 +1164,30 @@ int annex_chunk_iter_next(annex_chunk_iter *it, annex_chunk *pChunk) {
   it->iLast = iChunk;
   pChunk->iChunk = iChunk;
   pChunk->nSlot = nLeft < c->nChunk ? (int)nLeft : c->nChunk;
-  pChunk->aValid = it->aHead;
+  pChunk->aValid = it->pCached ? it->pCached : it->aHead;
   pChunk->aRowid = it->aRowid;
-  pChunk->pMeta = it->aHead + annex_chunk_meta_offset(c);
+  pChunk->pMeta = pChunk->aValid + annex_chunk_meta_offset(c);
   return SQLITE_ROW;
+}
+
+const void *annex_chunk_iter_cached_vectors(annex_chunk_iter *it) {
+  if (it->pCached == NULL) return NULL;
+  return it->pCached + annex_chunk_vector_offset(it->p->pConfig);
 }
 
 int annex_chunk_iter_vectors(annex_chunk_iter *it, int iSlot, int nVec,
                              void *out) {
   const annex_config *c = it->p->pConfig;
+  size_t iOff = annex_chunk_vector_offset(c) + c->szVec * (size_t)iSlot;
   if (!chunk_has_vectors(c)) {
     return index_vectors(it->p, it->iLast * c->nChunk + iSlot, nVec, out);
   }
+  if (it->pCached) {
+    memcpy(out, it->pCached + iOff, c->szVec * (size_t)nVec);
+    return SQLITE_OK;
+  }
   return sqlite3_blob_read(it->pBlob, out, (int)(c->szVec * (size_t)nVec),
-                           (int)(annex_chunk_vector_offset(c) +
-                                 c->szVec * (size_t)iSlot));
+                           (int)iOff);
 }
 
 static int chunk_corrupt(annex_table *p, sqlite3_int64 iChunk,
