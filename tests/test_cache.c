@@ -13,6 +13,7 @@
 **     cache steps aside), and gone after ROLLBACK or ROLLBACK TO;
 **   - the budget: 0 turns it off, a small budget caches part of the table;
 **   - filtered scans read the compact metadata from the cached chunks;
+**   - a table above the per-scan fill is cached over several scans;
 **   - annex_knn batches and the two-thread scan read it too.
 */
 #include <math.h>
@@ -28,7 +29,7 @@
 #include "sqltest.h"
 
 #define K 10
-#define MAXROW 40000
+#define MAXROW 70000
 
 /* The test's own copy of table t: what a correct annex must answer from. */
 typedef struct mirror {
@@ -360,6 +361,27 @@ static void test_two_threads(void **state) {
   mirror_free(m);
 }
 
+/* A table above the per-scan fill (64 MiB) is cached over several scans,
+** each answer exact. */
+static void test_fill_per_scan(void **state) {
+  sqlite3 *db = open_table(NULL, 256, 256);
+  mirror *m = mirror_new(256);
+  sqlite3_int64 nAll, nFirst;
+  (void)state;
+  st_exec(db, "BEGIN");
+  add_rows(db, m, 70000); /* 71.7 MB of vectors */
+  st_exec(db, "COMMIT");
+  nAll = info_int(db, "chunks") * chunk_bytes(db, 256);
+  check(db, m, 1, -1, "first scan");
+  nFirst = info_int(db, "cache_bytes");
+  assert_true(nFirst > 0 && nFirst <= (64 << 20) && nFirst < nAll);
+  check(db, m, 1, -1, "second scan");
+  assert_int_equal(info_int(db, "cache_bytes"), nAll);
+  check(db, m, 2, 0, "cached, filtered");
+  st_close(db);
+  mirror_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fill_and_reuse),
@@ -368,6 +390,7 @@ int main(void) {
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_batch),
       cmocka_unit_test(test_two_threads),
+      cmocka_unit_test(test_fill_per_scan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,6 +250,11 @@ typedef struct annex_chunk_cache {
   unsigned int iDataVersion;/* SQLITE_FCNTL_DATA_VERSION at validation */
 } annex_chunk_cache;
 
+/* Most bytes one scan adds to the cache: fresh memory costs page faults
+** (about 0.2 ms per MiB here), so a large table fills over several scans
+** rather than tripling the first one's time. */
+#define ANNEX_CACHE_FILL_PER_SCAN ((size_t)64 << 20)
+
 /* Before a scan: drop what is stale; *pbUse says whether the scan may read
 ** and fill the cache (not inside a transaction that wrote the table). */
 int annex_cache_validate(annex_table *p, int *pbUse);

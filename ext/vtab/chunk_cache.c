@@ -33,6 +33,9 @@
 ** cached in part; 0 turns the cache off. A table whose scan finds the
 ** process over the budget (it was lowered) drops its copies first. An
 ** allocation failure is not an error: that chunk is simply not cached.
+** One scan adds at most ANNEX_CACHE_FILL_PER_SCAN bytes (at least one
+** chunk): the first touch of fresh memory costs page faults, and a large
+** table is better filled over a few scans than by tripling the first.
 */
 #include "annex_int.h"
 

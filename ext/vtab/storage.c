@@ -1034,6 +1034,7 @@ struct annex_chunk_iter {
   int64_t *aRowid;        /* aligned rowids of the current chunk */
   sqlite3_int64 iLast;    /* id of the last chunk returned, -1 before */
   int bCache;             /* read through the connection's chunk cache */
+  size_t nFillLeft;       /* bytes this scan may still add to the cache */
   const unsigned char *pCached; /* the current chunk's cached copy, or NULL */
 };
 
@@ -1076,7 +1077,10 @@ int annex_chunk_iter_open_cached(annex_table *p, annex_chunk_iter **pp) {
   int rc = chunk_has_vectors(p->pConfig) ? annex_cache_validate(p, &bUse)
                                          : SQLITE_OK;
   if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, pp);
-  if (rc == SQLITE_OK) (*pp)->bCache = bUse;
+  if (rc == SQLITE_OK) {
+    (*pp)->bCache = bUse;
+    (*pp)->nFillLeft = ANNEX_CACHE_FILL_PER_SCAN;
+  }
   return rc;
 }
 
@@ -1098,8 +1102,14 @@ static void rowids_decode(int64_t *aOut, const unsigned char *a, int n) {
 ** uncached way. */
 static int iter_fill_cache(annex_chunk_iter *it, sqlite3_int64 iChunk) {
   size_t nByte = annex_chunk_bytes(it->p->pConfig);
-  unsigned char *a = annex_cache_alloc(it->p, iChunk, nByte);
+  unsigned char *a;
   int rc;
+  /* at least one chunk, however large, so every table can be cached */
+  if (nByte > it->nFillLeft && it->nFillLeft < ANNEX_CACHE_FILL_PER_SCAN) {
+    return SQLITE_OK;
+  }
+  it->nFillLeft = nByte > it->nFillLeft ? 0 : it->nFillLeft - nByte;
+  a = annex_cache_alloc(it->p, iChunk, nByte);
   if (a == NULL) return SQLITE_OK;
   rc = sqlite3_blob_read(it->pBlob, a, (int)nByte, 0);
   if (rc != SQLITE_OK) annex_cache_forget(it->p, iChunk, nByte);
