@@ -248,10 +248,12 @@ typedef struct annex_chunk_cache {
   size_t nByte;             /* bytes of the copies */
   sqlite3_int64 iChanges;   /* change counter they match; -1: none */
   unsigned int iDataVersion;/* SQLITE_FCNTL_DATA_VERSION at validation */
+  int bScanned;             /* a scan ran since the last drop: the next
+                            ** one may fill (see chunk_cache.c) */
 } annex_chunk_cache;
 
 /* Most bytes one scan adds to the cache: fresh memory costs page faults
-** (about 0.2 ms per MiB here), so a large table fills over several scans
+** (0.4-0.6 ms per MiB here), so a large table fills over several scans
 ** rather than tripling the first one's time. */
 #define ANNEX_CACHE_FILL_PER_SCAN ((size_t)64 << 20)
 

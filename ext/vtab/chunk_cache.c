@@ -33,9 +33,13 @@
 ** cached in part; 0 turns the cache off. A table whose scan finds the
 ** process over the budget (it was lowered) drops its copies first. An
 ** allocation failure is not an error: that chunk is simply not cached.
-** One scan adds at most ANNEX_CACHE_FILL_PER_SCAN bytes (at least one
-** chunk): the first touch of fresh memory costs page faults, and a large
-** table is better filled over a few scans than by tripling the first.
+** Filling costs: the first touch of fresh memory is page faults (0.4-0.6
+** ms per MiB here, against 0.05 ms per MiB to scan it once cached). So the
+** first scan after a connection opens the table, or after the cache was
+** dropped, fills nothing (a one-off query pays nothing; a table rewritten
+** between every two scans is never filled), and each later scan adds at
+** most ANNEX_CACHE_FILL_PER_SCAN bytes (at least one chunk): a large
+** table fills over a few scans rather than tripling one.
 */
 #include "annex_int.h"
 

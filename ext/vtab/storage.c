@@ -1077,9 +1077,13 @@ int annex_chunk_iter_open_cached(annex_table *p, annex_chunk_iter **pp) {
   int rc = chunk_has_vectors(p->pConfig) ? annex_cache_validate(p, &bUse)
                                          : SQLITE_OK;
   if (rc == SQLITE_OK) rc = annex_chunk_iter_open(p, pp);
-  if (rc == SQLITE_OK) {
-    (*pp)->bCache = bUse;
-    (*pp)->nFillLeft = ANNEX_CACHE_FILL_PER_SCAN;
+  if (rc == SQLITE_OK && bUse) {
+    /* The first scan since the cache was (re)started only marks the table
+    ** as scanned: a one-off query pays nothing for a cache it never uses,
+    ** and a table rewritten between every two scans is never filled. */
+    (*pp)->bCache = 1;
+    (*pp)->nFillLeft = p->cache.bScanned ? ANNEX_CACHE_FILL_PER_SCAN : 0;
+    p->cache.bScanned = 1;
   }
   return rc;
 }
