@@ -65,6 +65,22 @@ static void mirror_free(mirror *m) {
   free(m);
 }
 
+/* What a rollback restores: the row count and the live flags. */
+typedef struct mirror_mark {
+  int n;
+  unsigned char aLive[MAXROW];
+} mirror_mark;
+
+static void mark_take(const mirror *m, mirror_mark *k) {
+  k->n = m->n;
+  memcpy(k->aLive, m->aLive, MAXROW);
+}
+
+static void mark_restore(mirror *m, const mirror_mark *k) {
+  m->n = k->n;
+  memcpy(m->aLive, k->aLive, MAXROW);
+}
+
 static void random_vec(int nDim, float *v) {
   for (int i = 0; i < nDim; i++) v[i] = frand();
 }
@@ -216,13 +232,11 @@ static void test_other_connection(void **state) {
 static void test_own_transaction(void **state) {
   sqlite3 *db = open_table(NULL, 8, 32);
   mirror *m = mirror_new(8);
-  mirror saved;
-  unsigned char *aLive = malloc(MAXROW);
+  mirror_mark *k = malloc(sizeof(*k));
   (void)state;
   add_rows(db, m, 800);
   check(db, m, 2, -1, "filled");
-  saved = *m;
-  memcpy(aLive, m->aLive, MAXROW);
+  mark_take(m, k);
 
   st_exec(db, "BEGIN");
   add_rows(db, m, 100);
@@ -230,21 +244,18 @@ static void test_own_transaction(void **state) {
   check(db, m, 3, -1, "inside the transaction");
   assert_int_equal(info_int(db, "cache_bytes"), 0);
   st_exec(db, "ROLLBACK");
-  m->n = saved.n;
-  memcpy(m->aLive, aLive, MAXROW);
+  mark_restore(m, k);
   check(db, m, 3, -1, "after ROLLBACK");
 
   st_exec(db, "BEGIN");
   add_rows(db, m, 50);
   st_exec(db, "SAVEPOINT s");
-  saved = *m;
-  memcpy(aLive, m->aLive, MAXROW);
+  mark_take(m, k);
   add_rows(db, m, 50);
   del_row(db, m, 7);
   check(db, m, 2, -1, "inside the savepoint");
   st_exec(db, "ROLLBACK TO s");
-  m->n = saved.n;
-  memcpy(m->aLive, aLive, MAXROW);
+  mark_restore(m, k);
   check(db, m, 2, -1, "after ROLLBACK TO");
   st_exec(db, "COMMIT");
   check(db, m, 3, -1, "after COMMIT");
@@ -258,28 +269,24 @@ static void test_own_transaction(void **state) {
   st_exec(db, "BEGIN");
   add_rows(db, m, 20);
   st_exec(db, "SAVEPOINT s1");
-  saved = *m;
-  memcpy(aLive, m->aLive, MAXROW);
+  mark_take(m, k);
   add_rows(db, m, 20);
   st_exec(db, "ROLLBACK TO s1");
-  m->n = saved.n;
-  memcpy(m->aLive, aLive, MAXROW);
+  mark_restore(m, k);
   check(db, m, 2, -1, "after ROLLBACK TO s1");
   add_rows(db, m, 40);
   st_exec(db, "SAVEPOINT s2");
-  saved = *m;
-  memcpy(aLive, m->aLive, MAXROW);
+  mark_take(m, k);
   del_row(db, m, 3);
   add_rows(db, m, 5);
   st_exec(db, "ROLLBACK TO s2");
-  m->n = saved.n;
-  memcpy(m->aLive, aLive, MAXROW);
+  mark_restore(m, k);
   check(db, m, 4, -1, "after ROLLBACK TO s2");
   assert_int_equal(info_int(db, "cache_bytes"), 0);
   st_exec(db, "COMMIT");
   check(db, m, 3, -1, "after the second COMMIT");
   st_close(db);
-  free(aLive);
+  free(k);
   mirror_free(m);
 }
 
