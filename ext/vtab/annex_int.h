@@ -243,7 +243,9 @@ void annex_chunk_iter_close(annex_chunk_iter *it);
 */
 
 typedef struct annex_chunk_cache {
-  unsigned char **apChunk;  /* chunk id -> copy of its data blob, or NULL */
+  unsigned char **apChunk;  /* chunk id -> allocation holding a copy of its
+                            ** data blob (placed so that the vectors are
+                            ** aligned: chunk_cache.c), or NULL */
   sqlite3_int64 nAlloc;     /* entries of apChunk */
   size_t nByte;             /* bytes of the copies */
   sqlite3_int64 iChanges;   /* change counter they match; -1: none */

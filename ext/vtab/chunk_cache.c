@@ -43,10 +43,17 @@
 */
 #include "annex_int.h"
 
+#include <stdint.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
+
+/* A cached chunk's vectors start on this boundary, whatever the byte
+** offset of the vector region in the blob (chunks with metadata put it at
+** odd offsets): batch.c reads them as float arrays, and loads that do
+** not straddle cache lines are faster. */
+#define CACHE_ALIGN 64
 
 /* Budget when physical memory is unknown. */
 #define CACHE_FALLBACK_LIMIT ((sqlite3_int64)256 << 20)
@@ -93,6 +100,13 @@ static void budget_give(sqlite3_int64 n) {
   __atomic_fetch_sub(&g_nUsed, n, __ATOMIC_RELAXED);
 }
 
+/* Where the blob starts inside the allocation raw (CACHE_ALIGN more bytes
+** than the blob): so that its vector region is aligned. */
+static unsigned char *blob_start(const annex_table *p, unsigned char *raw) {
+  uintptr_t a = (uintptr_t)raw + annex_chunk_vector_offset(p->pConfig);
+  return raw + (CACHE_ALIGN - a % CACHE_ALIGN) % CACHE_ALIGN;
+}
+
 void annex_cache_drop(annex_table *p) {
   annex_chunk_cache *c = &p->cache;
   for (sqlite3_int64 i = 0; i < c->nAlloc; i++) sqlite3_free(c->apChunk[i]);
@@ -134,7 +148,9 @@ int annex_cache_validate(annex_table *p, int *pbUse) {
 const unsigned char *annex_cache_get(const annex_table *p,
                                      sqlite3_int64 iChunk) {
   const annex_chunk_cache *c = &p->cache;
-  return iChunk >= 0 && iChunk < c->nAlloc ? c->apChunk[iChunk] : NULL;
+  unsigned char *raw =
+      iChunk >= 0 && iChunk < c->nAlloc ? c->apChunk[iChunk] : NULL;
+  return raw ? blob_start(p, raw) : NULL;
 }
 
 unsigned char *annex_cache_alloc(annex_table *p, sqlite3_int64 iChunk,
@@ -153,14 +169,14 @@ unsigned char *annex_cache_alloc(annex_table *p, sqlite3_int64 iChunk,
     c->nAlloc = nNew;
   }
   if (!budget_take((sqlite3_int64)nByte)) return NULL;
-  a = sqlite3_malloc64(nByte);
+  a = sqlite3_malloc64(nByte + CACHE_ALIGN);
   if (a == NULL) {
     budget_give((sqlite3_int64)nByte);
     return NULL;
   }
   c->apChunk[iChunk] = a;
   c->nByte += nByte;
-  return a;
+  return blob_start(p, a);
 }
 
 void annex_cache_forget(annex_table *p, sqlite3_int64 iChunk, size_t nByte) {
