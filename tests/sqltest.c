@@ -532,3 +532,12 @@ void st_check_knn(const sqlite3_int64 *aRowid, const double *aDist, int nGot,
     }
   }
 }
+
+void st_progress_finish(sqlite3 *dbOther, sqlite3 *db, char *zDir) {
+  assert_int_equal(st_int(dbOther, "SELECT count(*) FROM annex_info('t') "
+                                   "WHERE key LIKE 'progress%%'"), 0);
+  st_close(dbOther);
+  st_close(db);
+  st_rmdir(zDir);
+  free(zDir);
+}

@@ -11,7 +11,7 @@
 **                 st_text, st_expect_error, st_expect_stmt_error
 **   k-NN          st_knn (bind ?1 = query, ?2 = k), st_collect
 **   snapshots     st_snapshot_take / _equal / _free, st_assert_unchanged,
-**                 st_integrity_ok
+**                 st_integrity_ok, st_progress_finish
 **   datasets      st_data_path, st_load_fvecs, st_load_ivecs
 **   reference     st_vec_bytes, st_ref_distance, st_ref_rank, st_check_knn
 **                 (exact brute force in double precision, never annex)
@@ -94,6 +94,11 @@ void st_assert_unchanged(sqlite3 *db, const char *zTable,
                          const st_snapshot *pBefore);
 /* Fail unless INSERT INTO t(t) VALUES('integrity-check') succeeds. */
 void st_integrity_ok(sqlite3 *db, const char *zTable);
+
+/* End of a progress test: annex_info('t') on dbOther no longer shows an
+** operation (no progress_* row); then close dbOther and db, remove the
+** directory zDir and free() it. */
+void st_progress_finish(sqlite3 *dbOther, sqlite3 *db, char *zDir);
 
 /* Datasets **************************************************************/
 

@@ -653,13 +653,7 @@ static void test_progress(void **state) {
   assert_int_equal(log.nLast, 3 * d.nBase); /* two passes, then writes */
   assert_int_equal(log.nTotal, 3 * d.nBase);
   assert_int_equal(log.nInfo, log.nCall);
-  /* finished: annex_info no longer shows an operation */
-  assert_int_equal(st_int(log.dbOther, "SELECT count(*) FROM annex_info('t') "
-                                       "WHERE key LIKE 'progress%%'"), 0);
-  st_close(log.dbOther);
-  st_close(db);
-  st_rmdir(zDir);
-  free(zDir);
+  st_progress_finish(log.dbOther, db, zDir);
   free_set(&d);
 }
 

@@ -668,12 +668,7 @@ static void test_progress(void **state) {
   assert_int_equal(log.nAssignTotal, g_set.nBase);
   assert_int_equal(log.nEnd, 1);
   assert_int_equal(log.nInfo, log.nTrain + log.nAssign);
-  assert_int_equal(st_int(log.dbOther, "SELECT count(*) FROM annex_info('t') "
-                                       "WHERE key LIKE 'progress%%'"), 0);
-  st_close(log.dbOther);
-  st_close(db);
-  st_rmdir(zDir);
-  free(zDir);
+  st_progress_finish(log.dbOther, db, zDir);
 }
 
 int main(void) {
