@@ -49,9 +49,10 @@
 
 #define HNSW_RELAXED __ATOMIC_RELAXED
 
-/* Cache lines of the next neighbour's vector fetched ahead while scoring. */
-#ifndef HNSW_PREFETCH_LINES
-#define HNSW_PREFETCH_LINES 1
+/* Bytes of each neighbour's vector requested while a list is filtered;
+** the rest of a vector is requested one neighbour ahead of its scoring. */
+#ifndef HNSW_PREFETCH_HEAD
+#define HNSW_PREFETCH_HEAD 128
 #endif
 
 /* One (score, id) pair of the heaps. */
@@ -146,6 +147,21 @@ static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
 static inline uint32_t *hnsw_list(const annex_hnsw *g, uint32_t id, int lev) {
   if (lev == 0) return g->aL0 + (size_t)id * g->nS0;
   return g->apUp[id] + (size_t)(lev - 1) * g->nSU;
+}
+
+/* Ask for the cache lines of bytes [from, to) of the block at p. */
+static inline void hnsw_prefetch(const void *p, size_t from, size_t to) {
+  const char *z = (const char *)p;
+  for (size_t o = from; o < to; o += 64) __builtin_prefetch(z + o);
+}
+
+/* Ask for every cache line of id's list at lev (a level-0 list of 1 + 2M
+** u32 spans two or three lines). */
+static inline void hnsw_prefetch_list(const annex_hnsw *g, uint32_t id,
+                                      int lev) {
+  const char *p = (const char *)hnsw_list(g, id, lev);
+  size_t off = (uintptr_t)p & 63;
+  hnsw_prefetch(p - off, 0, off + (lev ? g->nSU : g->nS0) * sizeof(uint32_t));
 }
 
 /* Grow *pp (elements of sz bytes) to hold at least need. */
@@ -699,6 +715,7 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
   float lower = INFINITY;
   const annex_dist_fn xDist = g->xDist;
   const size_t nKDim = g->nKDim, nVB = g->nVB;
+  const size_t nHead = nVB < HNSW_PREFETCH_HEAD ? nVB : HNSW_PREFETCH_HEAD;
   int rc;
   if (ef < 1) ef = 1;
   rc = hnsw_grow((void **)&c->aRes, &c->nResCap, ef + 1, sizeof(hnsw_pair));
@@ -727,11 +744,11 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
     const uint32_t *list;
     const unsigned char *aVec, *aState;
     uint16_t *aTag, iEpoch;
-    uint32_t cnt;
+    uint32_t cnt, nNb, aNb[2 * ANNEX_HNSW_MAX_M];
     if (cur.d > lower) break;
     hnsw_minheap_pop(c->aCand, &nCand);
     if (nCand > 0) {
-      __builtin_prefetch(hnsw_list(g, c->aCand[0].id, lev));
+      hnsw_prefetch_list(g, c->aCand[0].id, lev);
     }
     if (g->bIo && !bPar) {
       rc = hnsw_ensure(g, cur.id, lev); /* arrays may move */
@@ -743,25 +760,30 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
     aTag = c->aTag;
     iEpoch = c->iEpoch;
     cnt = list[0];
-    if (cnt) {
-      __builtin_prefetch(aTag + list[1]);
-      __builtin_prefetch(aVec + (size_t)list[1] * nVB);
+    /* Two passes over the list. The first keeps the unvisited live
+    ** neighbours and asks for the head of each one's vector as it is
+    ** found, so the memory system fetches them side by side (the visited
+    ** tags and states were asked for first, for the same reason); the
+    ** second scores them, asking for the next one's remaining lines. At 1M
+    ** x 128 a query is mostly waiting for these lines. */
+    for (uint32_t j = 1; j <= cnt; j++) {
+      __builtin_prefetch(aTag + list[j]);
+      __builtin_prefetch(aState + list[j]);
     }
+    nNb = 0;
     for (uint32_t j = 1; j <= cnt; j++) {
       uint32_t nb = list[j];
-      float d;
-      if (j < cnt) {
-        uint32_t nx = list[j + 1];
-        const unsigned char *pNx = aVec + (size_t)nx * nVB;
-        __builtin_prefetch(aTag + nx);
-        for (size_t o = 0; o < HNSW_PREFETCH_LINES * 64 && o < nVB; o += 64) {
-          __builtin_prefetch(pNx + o);
-        }
-      }
       if (aTag[nb] == iEpoch) continue;
       aTag[nb] = iEpoch;
       if (__atomic_load_n(&aState[nb], HNSW_RELAXED) != HNSW_ST_LIVE) continue;
       if (lev > 0 && g->aLevel[nb] < lev) continue;
+      aNb[nNb++] = nb;
+      hnsw_prefetch(aVec + (size_t)nb * nVB, 0, nHead);
+    }
+    for (uint32_t i = 0; i < nNb; i++) {
+      uint32_t nb = aNb[i];
+      float d;
+      if (i + 1 < nNb) hnsw_prefetch(aVec + (size_t)aNb[i + 1] * nVB, nHead, nVB);
       d = xDist(q, aVec + (size_t)nb * nVB, nKDim);
       if (nRes < ef || d < lower) {
         hnsw_pair x = {d, nb};
@@ -771,7 +793,7 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
           if (rc) return rc;
         }
         hnsw_minheap_push(c->aCand, &nCand, x);
-        __builtin_prefetch(hnsw_list(g, c->aCand[0].id, lev));
+        hnsw_prefetch_list(g, c->aCand[0].id, lev);
         if (!aAcc || (nb < nAcc && hnsw_bit(aAcc, nb))) {
           if (nRes < ef) {
             hnsw_maxheap_push(c->aRes, &nRes, x);
