@@ -3,7 +3,9 @@
 **
 ** Owns: the in-memory layout of the graph, the search of one layer
 ** (Malkov & Yashunin, Algorithm 2) with binary heaps and epoch-tagged
-** visited sets, the neighbour-selection heuristic (Algorithm 4), insertion
+** visited sets, a query's way down (greedy above level 1, a small beam at
+** level 1 whose nodes all enter level 0), the neighbour-selection
+** heuristic (Algorithm 4), insertion
 ** (Algorithm 1; serial, or a batch in parallel with per-node spinlocks),
 ** lazy loading through annex_hnsw_io, the repair of neighbourhoods around
 ** dead nodes, dirty/removed bookkeeping and the node record codec.
@@ -54,6 +56,13 @@
 #ifndef HNSW_PREFETCH_HEAD
 #define HNSW_PREFETCH_HEAD 128
 #endif
+
+/* A query searches level 1 with a beam ef / HNSW_BEAM_DIV wide (at most
+** HNSW_BEAM_MAX; greedily when under 2), all of which enters level 0. */
+#ifndef HNSW_BEAM_DIV
+#define HNSW_BEAM_DIV 8
+#endif
+#define HNSW_BEAM_MAX 64
 
 /* One (score, id) pair of the heaps. */
 typedef struct hnsw_pair {
@@ -861,6 +870,34 @@ static int hnsw_entry(annex_hnsw *g, uint32_t *pId, int *pTop) {
   return ANNEX_HNSW_OK;
 }
 
+/* A query's way down from the entry cur at level top, then its level-0
+** search (ef, accepted ids aAcc), result left in c->aRes as a max-heap.
+** Greedy descent (Algorithm 5) stops in a local minimum of each level; on
+** clustered data the one at level 1 can sit in the wrong cluster and trap
+** the level-0 search. So level 1 gets a small beam, ef / HNSW_BEAM_DIV
+** wide, and all of it enters level 0: a few more distances per query (level
+** 1 holds 1/M of the nodes) for several independent starting points. */
+static int hnsw_descend(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                        hnsw_pair cur, int top, size_t ef,
+                        const unsigned char *aAcc, uint64_t nAcc,
+                        size_t *pnRes) {
+  size_t nBeam = ef / HNSW_BEAM_DIV, nEp = 0;
+  hnsw_pair aEp[HNSW_BEAM_MAX];
+  int rc;
+  if (nBeam > HNSW_BEAM_MAX) nBeam = HNSW_BEAM_MAX;
+  for (int l = top; l > (nBeam >= 2 ? 1 : 0); l--) {
+    rc = hnsw_greedy(g, c, q, &cur, l, 0);
+    if (rc) return rc;
+  }
+  if (nBeam < 2 || top < 1) {
+    return hnsw_search_l0(g, c, q, cur, ef, aAcc, nAcc, pnRes);
+  }
+  rc = hnsw_search_any(g, c, q, cur, 1, nBeam, 0, &nEp);
+  if (rc) return rc;
+  memcpy(aEp, c->aRes, sizeof(hnsw_pair) * nEp);
+  return hnsw_search_layer(g, c, q, aEp, nEp, 0, ef, aAcc, nAcc, 0, pnRes);
+}
+
 int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
                       const unsigned char *aAccept, uint64_t nAcceptBits,
                       annex_hit *aOut, size_t *pnOut) {
@@ -878,11 +915,7 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   hnsw_prepare(g, pQuery, c->aQ);
   cur.id = e;
   cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
-  for (int l = top; l > 0; l--) {
-    rc = hnsw_greedy(g, c, c->aQ, &cur, l, 0);
-    if (rc) return rc;
-  }
-  rc = hnsw_search_l0(g, c, c->aQ, cur, ef, aAccept, nAcceptBits, &nRes);
+  rc = hnsw_descend(g, c, c->aQ, cur, top, ef, aAccept, nAcceptBits, &nRes);
   if (rc) return rc;
   hnsw_sort(c->aRes, nRes);
   if (nRes > k) nRes = k;
