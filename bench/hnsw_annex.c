@@ -409,7 +409,7 @@ int main(int argc, char **argv) {
   o.k = 10;
   o.nRepeat = 3;
   o.firstEf = 64;
-  parse_ef(&o, "10,16,24,32,48,64,96,128,192,256");
+  parse_ef(&o, "10,16,24,32,40,48,64,96,128,192,256");
   parse_opts(&o, argc, argv);
   if (strcmp(o.zMode, "build") == 0) run_build(&o);
   else run_queries(&o);

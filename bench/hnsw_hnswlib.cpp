@@ -5,6 +5,7 @@
 //
 //   hnsw_hnswlib --data DIR --out DIR [--threads 1,2] [--m 16] [--efc 200]
 //                [--ef 10,16,...] [--k 10] [--repeat 3] [--first-ef 64]
+//                [--index FILE]
 //
 // For each thread count it builds the index from DIR/base.fvecs (addPoint,
 // label = base row, file order; the first point alone, then the rest from T
@@ -16,6 +17,8 @@
 // median of the passes). The first pass's ids go to OUT/ids/hnswlib.efE.i32
 // (nq x k int32, 0-based base rows, -1 for a missing hit); hnsw_report.py
 // computes recall from them. Lines are "TAG key=value ...".
+// --index FILE keeps the built index in FILE instead of deleting it, and
+// when FILE exists loads it and skips the builds (query-only reruns).
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
@@ -109,9 +112,9 @@ std::vector<int> parse_list(const std::string &s) {
 }
 
 struct Opts {
-  std::string data, out;
+  std::string data, out, index; // index: keep the built graph there, or load it
   std::vector<int> threads{1};
-  std::vector<int> efs{10, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+  std::vector<int> efs{10, 16, 24, 32, 40, 48, 64, 96, 128, 192, 256};
   int m = 16, efc = 200, k = 10, repeat = 3, firstEf = 64;
 };
 
@@ -130,10 +133,12 @@ Opts parse_opts(int argc, char **argv) {
     else if (a == "--k") o.k = std::atoi(v.c_str());
     else if (a == "--repeat") o.repeat = std::atoi(v.c_str());
     else if (a == "--first-ef") o.firstEf = std::atoi(v.c_str());
+    else if (a == "--index") o.index = v;
     else die("unknown option " + a);
   }
   if (o.data.empty() || o.out.empty() || o.threads.empty() || o.efs.empty())
-    die("usage: hnsw_hnswlib --data DIR --out DIR [--threads 1,2] [--ef ...]");
+    die("usage: hnsw_hnswlib --data DIR --out DIR [--threads 1,2] [--ef ...] "
+        "[--index FILE]");
   return o;
 }
 
@@ -239,15 +244,19 @@ int main(int argc, char **argv) {
   mkdir((o.out + "/ids").c_str(), 0755);
   hnswlib::L2Space space((size_t)qs.dim);
   Index *idx = nullptr;
-  for (int t : o.threads) {
+  // --index FILE: an existing FILE is loaded instead of building (quick
+  // query-only comparisons); otherwise the build is kept there.
+  std::string file = o.index.empty() ? o.out + "/hnswlib.index" : o.index;
+  if (o.index.empty() || file_bytes(file) <= 0) {
+    for (int t : o.threads) {
+      delete idx;
+      idx = nullptr;
+      idx = build(o, space, t);
+    }
+    // Save, free, load back: the reopen a library user does.
+    idx->saveIndex(file);
     delete idx;
-    idx = nullptr;
-    idx = build(o, space, t);
   }
-  // Save, free, load back: the reopen a library user does.
-  std::string file = o.out + "/hnswlib.index";
-  idx->saveIndex(file);
-  delete idx;
   long long bytes = file_bytes(file);
   double t0 = now_s();
   idx = new Index(&space, file);
@@ -260,7 +269,7 @@ int main(int argc, char **argv) {
               "first_query_ms=%.3f first_ef=%d\n",
               bytes, 1e3 * (t1 - t0), 1e3 * (t2 - t1), o.firstEf);
   std::fflush(stdout);
-  std::remove(file.c_str());
+  if (o.index.empty()) std::remove(file.c_str());
   sweep(o, idx, qs);
   delete idx;
   return 0;

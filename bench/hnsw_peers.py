@@ -222,7 +222,7 @@ def main():
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=ints, default=[1])
-    p.add_argument("--ef", type=ints, default=ints("10,16,24,32,48,64,96,128,192,256"))
+    p.add_argument("--ef", type=ints, default=ints("10,16,24,32,40,48,64,96,128,192,256"))
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--efc", type=int, default=200)
     p.add_argument("--k", type=int, default=10)

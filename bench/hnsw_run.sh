@@ -29,7 +29,7 @@
 #                        (default <scratch>/hnsw/<dataset>)
 #   SYSTEMS              default "hnswlib faiss vectorlite annex"
 #   THREADS              build thread counts (default "1 2"; "2" for synth:*)
-#   EF                   ef sweep (default 10,16,24,32,48,64,96,128,192,256)
+#   EF                   ef sweep (default 10,16,24,32,40,48,64,96,128,192,256)
 #   REPEAT               query passes per ef (default 3)
 #   FIRST_EF             ef of the first query after reopening (default 64)
 #   M, EFC               graph parameters (default 16, 200)
@@ -52,7 +52,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SCRATCH="${ANNEX_BENCH_SCRATCH:-/tmp/annex-bench}"
 BUILD="${ANNEX_BUILD_DIR:-$ROOT/build}"
 SYSTEMS="${SYSTEMS:-hnswlib faiss vectorlite annex}"
-EF="${EF:-10,16,24,32,48,64,96,128,192,256}"
+EF="${EF:-10,16,24,32,40,48,64,96,128,192,256}"
 REPEAT="${REPEAT:-3}"
 FIRST_EF="${FIRST_EF:-64}"
 M="${M:-16}"
