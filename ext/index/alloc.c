@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 static void *libc_malloc(size_t n) { return malloc(n); }
 static void *libc_realloc(void *p, size_t n) { return realloc(p, n); }
 static void libc_free(void *p) { free(p); }
@@ -42,4 +46,21 @@ void *annex_realloc(void *p, size_t n) {
 
 void annex_free(void *p) {
   if (p) g_alloc.xFree(p);
+}
+
+/* Below this a block cannot hold enough whole huge pages to matter. */
+#define ANNEX_HUGE_MIN ((size_t)8 << 20)
+#define ANNEX_HUGE_PAGE ((uintptr_t)2 << 20)
+
+void annex_advise_huge(void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  uintptr_t a = (uintptr_t)p, b = a + n;
+  if (p == NULL || n < ANNEX_HUGE_MIN) return;
+  a = (a + ANNEX_HUGE_PAGE - 1) & ~(ANNEX_HUGE_PAGE - 1);
+  b &= ~(ANNEX_HUGE_PAGE - 1);
+  if (a < b) (void)madvise((void *)a, (size_t)(b - a), MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)n;
+#endif
 }

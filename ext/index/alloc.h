@@ -27,4 +27,12 @@ void *annex_calloc(size_t n, size_t sz); /* zeroed; NULL on overflow */
 void *annex_realloc(void *p, size_t n);  /* NULL on failure, p untouched */
 void annex_free(void *p);                /* NULL is a no-op */
 
+/* A hint for a large block read at random (a graph's vectors and lists):
+** where the kernel has transparent huge pages in "madvise" mode (Linux),
+** ask for them over the block's whole 2 MiB pages, so that a random read
+** costs a TLB miss far less often. Pages already touched keep their size
+** (call it before the block is written); a no-op elsewhere and for blocks
+** under a few huge pages. Never fails: it is only advice. */
+void annex_advise_huge(void *p, size_t n);
+
 #endif /* ANNEX_ALLOC_H */

@@ -458,6 +458,7 @@ static int hnsw_grow_array(void **pp, size_t nOld, size_t nNew, size_t sz) {
   if (nNew > SIZE_MAX / sz) return ANNEX_HNSW_NOMEM;
   p = annex_realloc(*pp, nNew * sz);
   if (p == NULL) return ANNEX_HNSW_NOMEM;
+  annex_advise_huge(p, nNew * sz); /* before the new tail is touched */
   memset((char *)p + nOld * sz, 0, (nNew - nOld) * sz);
   *pp = p;
   return ANNEX_HNSW_OK;

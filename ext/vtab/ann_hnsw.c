@@ -370,6 +370,12 @@ static int hnsw_load_live(hnsw_ann *h) {
     ** must not make the graph reserve room for ids that do not exist. */
     h->nIdLimit = nSlots;
     annex_hnsw_set_id_limit(h->g, (uint64_t)nSlots);
+    /* Room for every slot at once: the graph's large arrays are then
+    ** allocated once, at their size, and can be backed by huge pages
+    ** (grown piecemeal by lazy loads, they are moved and split). */
+    rc = hnsw_rc(annex_hnsw_reserve(h->g, (uint32_t)nSlots));
+  }
+  if (rc == SQLITE_OK) {
     h->nLiveBits = (nSlots + 7) / 8 * 8 + 64;
     h->aLive = sqlite3_malloc64((size_t)h->nLiveBits / 8);
     h->aRowid = sqlite3_malloc64(sizeof(sqlite3_int64) * (size_t)h->nLiveBits);
