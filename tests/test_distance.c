@@ -7,7 +7,9 @@
 ** and some large ones, from unaligned starts; that annex_distance_many
 ** matches the per-pair kernel; and the small API contracts of distance.h
 ** (NULL kernels for invalid combinations, score to distance, vector sizes,
-** cosine of a zero vector, forcing kernel sets by name).
+** cosine of a zero vector, forcing kernel sets by name); and that 8-bit code
+** rows decode within half a step of the vector and every set scores them
+** as the reference scores the decoded vector.
 **
 ** Build (CMake, after include(ext/index/kernels.cmake), which gives the SIMD
 ** files their ISA flags):
@@ -287,6 +289,62 @@ static void test_many(void **state) {
   }
 }
 
+/* 8-bit code rows: each decoded value lies within delta / 2 of the vector
+** (delta = range / 255), and the code kernels score a query against the
+** row as a double-precision reference scores it against the decoded vector,
+** for every dims from 1 to 70 and the large ones, from unaligned starts. A
+** constant vector decodes exactly. */
+static void check_code_row(size_t dims, size_t off, float shift,
+                           uint64_t *pRng) {
+  unsigned char *row = malloc(annex_code_bytes(dims) + MAX_OFFSET);
+  float *x = malloc(dims * sizeof(float)), lo, de;
+  unsigned char *q = malloc(4 * dims + MAX_OFFSET), *r;
+  double l2 = 0, dot = 0, scale = 0;
+  annex_dist_fn fL2 = annex_code_kernel(ANNEX_METRIC_L2);
+  annex_dist_fn fIp = annex_code_kernel(ANNEX_METRIC_IP);
+  assert_true(row && x && q && fL2 && fIp);
+  assert_null(annex_code_kernel(ANNEX_METRIC_COSINE));
+  r = row + off;
+  for (size_t i = 0; i < dims; i++) x[i] = shift + 3.0f * rng_float(pRng);
+  fill_random(q + off, ANNEX_ELEM_FLOAT32, dims, pRng);
+  annex_code_encode(x, dims, r);
+  memcpy(&lo, r, 4);
+  memcpy(&de, r + 4, 4);
+  for (size_t i = 0; i < dims; i++) {
+    double v = (double)lo + (double)de * r[ANNEX_CODE_HEADER + i], a;
+    float qi;
+    assert_true(fabs(v - x[i]) <= 0.5 * de + 1e-5 * (fabs(x[i]) + 1.0));
+    memcpy(&qi, q + off + 4 * i, 4);
+    a = (double)qi - v;
+    l2 += a * a;
+    dot += (double)qi * v;
+    scale += fabs((double)qi * v) + a * a;
+  }
+  assert_true(fabs(fL2(q + off, r, dims) - l2) <= 1e-4 * (scale + 1.0));
+  assert_true(fabs(fIp(q + off, r, dims) + dot) <= 1e-4 * (scale + 1.0));
+  free(row);
+  free(x);
+  free(q);
+}
+
+static void test_code_rows(void **state) {
+  const test_param *p = *state;
+  uint64_t rng = 7;
+  float c[5] = {2.5f, 2.5f, 2.5f, 2.5f, 2.5f};
+  unsigned char row[ANNEX_CODE_HEADER + 5];
+  if (!use_set(p->zSet)) skip();
+  for (size_t n = 1; n <= 70; n++) {
+    check_code_row(n, n % (MAX_OFFSET + 1), 0.0f, &rng);
+    check_code_row(n, 0, 40.0f, &rng);
+  }
+  for (size_t i = 0; i < sizeof aLargeDims / sizeof aLargeDims[0]; i++) {
+    check_code_row(aLargeDims[i], 1, -5.0f, &rng);
+  }
+  annex_code_encode(c, 5, row);
+  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(c, row, 5) == 0.0f);
+  assert_int_equal(annex_code_bytes(5), sizeof row);
+}
+
 /* Cosine with a zero vector is 1, not NaN; cosine(a, a) is 0 or just above. */
 static void test_cosine_zero(void **state) {
   const test_param *p = *state;
@@ -363,7 +421,7 @@ static void test_init_and_force(void **state) {
 
 /* ------------------------------------------------------------------- main */
 
-#define N_PER_SET_TESTS 3
+#define N_PER_SET_TESTS 4
 #define N_GLOBAL_TESTS 4
 #define N_TESTS \
   (N_GLOBAL_TESTS + N_SETS * (N_KERNELS + N_PER_SET_TESTS))
@@ -384,7 +442,8 @@ int main(void) {
     CMUnitTestFunction x;
   } aPerSet[N_PER_SET_TESTS] = {{"many", test_many},
                                 {"i8_no_overflow", test_i8_no_overflow},
-                                {"cosine_zero", test_cosine_zero}};
+                                {"cosine_zero", test_cosine_zero},
+                                {"code_rows", test_code_rows}};
   for (size_t s = 0; s < N_SETS; s++) {
     for (size_t k = 0; k < N_KERNELS; k++) {
       aParam[nParam] = (test_param){azSet[s], &aKernel[k]};

@@ -440,6 +440,66 @@ static void test_metrics(void **state) {
   one_metric(ANNEX_ELEM_BIT, ANNEX_METRIC_HAMMING, 128, 0.9);
 }
 
+/* Queries over 8-bit code rows (float32 storage, >= 32 dims) return exact
+** scores (recall_bf checks each against the float vectors) and lose at most
+** a little recall against the same graph walked with floats (bExact), for
+** each metric and for data far from the origin, where a score computed
+** from norms would cancel. */
+static void one_codes(annex_metric m, float shift, double rMin) {
+  const int n = 3000, nq = 60, d = 48;
+  float *f = random_floats(n + nq, d, 30);
+  annex_hnsw *g[2];
+  double r[2];
+  for (size_t i = 0; i < (size_t)(n + nq) * d; i++) f[i] += shift;
+  for (int b = 0; b < 2; b++) {
+    annex_hnsw_params p;
+    memset(&p, 0, sizeof p);
+    p.eElem = ANNEX_ELEM_FLOAT32;
+    p.eMetric = m;
+    p.nDim = d;
+    p.M = 8;
+    p.efConstruction = 60;
+    p.seed = 42;
+    p.bExact = b;
+    assert_int_equal(annex_hnsw_new(&p, &g[b]), ANNEX_HNSW_OK);
+    assert_int_equal(annex_hnsw_uses_codes(g[b]), !b);
+    insert_all(g[b], f, n);
+    r[b] = recall_bf(g[b], f + (size_t)n * d, nq, f, n, 10, 16, NULL);
+  }
+  print_message("codes: metric %d shift %g: recall@10 %.4f (floats %.4f)\n",
+                (int)m, (double)shift, r[0], r[1]);
+  assert_true(r[0] >= rMin);
+  assert_true(r[0] >= r[1] - 0.02);
+  annex_hnsw_free(g[0]);
+  annex_hnsw_free(g[1]);
+  free(f);
+}
+
+static void test_codes(void **state) {
+  static const struct {
+    annex_elem e;
+    annex_metric m;
+    size_t d;
+    int bCodes;
+  } aUse[] = {
+      {ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, 32, 1},
+      {ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, 31, 0},
+      {ANNEX_ELEM_INT8, ANNEX_METRIC_COSINE, 64, 1}, /* stored as floats */
+      {ANNEX_ELEM_INT8, ANNEX_METRIC_L2, 64, 0},
+      {ANNEX_ELEM_BIT, ANNEX_METRIC_HAMMING, 256, 0},
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof aUse / sizeof aUse[0]; i++) {
+    annex_hnsw *g = new_graph(aUse[i].e, aUse[i].m, aUse[i].d, 8, 20);
+    assert_int_equal(annex_hnsw_uses_codes(g), aUse[i].bCodes);
+    annex_hnsw_free(g);
+  }
+  one_codes(ANNEX_METRIC_L2, 0.0f, 0.95);
+  one_codes(ANNEX_METRIC_L2, 1000.0f, 0.95);
+  one_codes(ANNEX_METRIC_COSINE, 0.0f, 0.95);
+  one_codes(ANNEX_METRIC_IP, 0.0f, 0.9);
+}
+
 /* Cosine of a zero vector scores 1 against everything. */
 static void test_cosine_zero(void **state) {
   float a[3 * 4] = {1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0};
@@ -941,7 +1001,7 @@ static int oom_scenario(const float *a, int n, int d, uint32_t *aId) {
   size_t nOut;
   int rc = annex_hnsw_new(&(annex_hnsw_params){ANNEX_ELEM_FLOAT32,
                                                ANNEX_METRIC_L2, (size_t)d, 6,
-                                               20, 1},
+                                               20, 1, 0},
                           &g);
   for (int i = 0; i < n / 2 && rc == 0; i++) {
     rc = annex_hnsw_insert(g, (uint32_t)i, a + (size_t)i * d);
@@ -1021,6 +1081,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sift_serial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sift_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_codes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cosine_zero, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filter, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reinsert, setup, teardown),

@@ -125,19 +125,23 @@ static int max_queries(int n) {
   return m > 0 && m < n ? m : n;
 }
 
-static void recall_on(const char *zSet, int nQMax) {
+/* zIdx: the index spec; bCodes: whether queries should walk code rows. */
+static void recall_on(const char *zSet, int nQMax, const char *zIdx,
+                      int bCodes) {
   dataset d;
   sqlite3 *db;
   double r, rLow, rRebuilt;
   if (load_set(zSet, &d)) fail_msg("dataset %s missing", zSet);
   db = st_open(NULL);
-  create_and_load(db, &d, "hnsw");
+  create_and_load(db, &d, zIdx);
+  assert_int_equal(st_int(db, "SELECT value FROM annex_info('t') WHERE key = "
+                              "'hnsw_codes'"), bCodes);
   if (nQMax > d.nQuery) nQMax = d.nQuery;
   nQMax = max_queries(nQMax);
   r = recall_gt(db, &d, nQMax, 64); /* the default ef_search */
   rLow = recall_gt(db, &d, nQMax, 10);
-  printf("# %s: recall@10 %.4f at ef_search=64 (default), %.4f at 10\n",
-         zSet, r, rLow);
+  printf("# %s, %s: recall@10 %.4f at ef_search=64 (default), %.4f at 10\n",
+         zSet, zIdx, r, rLow);
   assert_true(r >= 0.95);
   assert_true(rLow <= r + 1e-9);
   st_integrity_ok(db, "t");
@@ -153,12 +157,13 @@ static void recall_on(const char *zSet, int nQMax) {
 
 static void test_recall_sift5k(void **state) {
   (void)state;
-  recall_on("sift5k", 200);
+  recall_on("sift5k", 200, "hnsw", 1);
+  recall_on("sift5k", 200, "hnsw(codes=0)", 0); /* floats all the way */
 }
 
 static void test_recall_mnist10k(void **state) {
   (void)state;
-  recall_on("mnist10k", 300);
+  recall_on("mnist10k", 300, "hnsw", 1);
 }
 
 /* Exact reference of q over the live rows of the first n base rows whose
@@ -425,6 +430,13 @@ static void test_edges(void **state) {
   sqlite3_int64 aRowid[10];
   float q[4] = {0, 0, 0, 0};
   (void)state;
+  st_expect_error(db, SQLITE_ERROR, "codes",
+                  "CREATE VIRTUAL TABLE c USING annex(v float[32], "
+                  "index=hnsw(codes=2))");
+  st_exec(db, "CREATE VIRTUAL TABLE c USING annex(v float[4], index=hnsw)");
+  assert_int_equal(st_int(db, "SELECT value FROM annex_info('c') WHERE key = "
+                              "'hnsw_codes'"), 0); /* too few dimensions */
+  st_exec(db, "DROP TABLE c");
   st_exec(db, "CREATE VIRTUAL TABLE t USING annex(v float[4], index=hnsw)");
   st_exec(db, "INSERT INTO t(t) VALUES('rebuild')"); /* of nothing */
   st_integrity_ok(db, "t");

@@ -189,11 +189,53 @@ static float bit_hamming_portable(const void *pA, const void *pB, size_t dims) {
   return (float)cnt;
 }
 
+/* ------------------------------------------------------------ code rows */
+
+/* Four partial sums, so the compiler can vectorise without reassociating. */
+float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de, acc[4] = {0, 0, 0, 0}, s = 0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  for (; i + 4 <= dims; i += 4) {
+    for (int l = 0; l < 4; l++) {
+      float e = (f32_at(q, i + l) - lo) - de * (float)c[i + l];
+      acc[l] += e * e;
+    }
+  }
+  for (; i < dims; i++) {
+    float e = (f32_at(q, i) - lo) - de * (float)c[i];
+    s += e * e;
+  }
+  return s + (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de, dot[4] = {0, 0, 0, 0}, sum[4] = {0, 0, 0, 0}, d = 0, t = 0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  for (; i + 4 <= dims; i += 4) {
+    for (int l = 0; l < 4; l++) {
+      dot[l] += f32_at(q, i + l) * (float)c[i + l];
+      sum[l] += f32_at(q, i + l);
+    }
+  }
+  for (; i < dims; i++) {
+    d += f32_at(q, i) * (float)c[i];
+    t += f32_at(q, i);
+  }
+  d += (dot[0] + dot[1]) + (dot[2] + dot[3]);
+  t += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+  return -(lo * t + de * d);
+}
+
 const annex_kernels annex_kernels_portable = {
   "portable",
   f32_l2_portable, f32_cosine_portable, f32_ip_portable,
   i8_l2_portable, i8_cosine_portable, i8_ip_portable,
-  bit_hamming_portable
+  bit_hamming_portable,
+  annex_code_l2_portable, annex_code_ip_portable
 };
 
 /* --------------------------------------------------------------- dispatch */
@@ -298,6 +340,34 @@ size_t annex_vector_bytes(annex_elem elem, size_t dims) {
     case ANNEX_ELEM_INT8: return dims;
     case ANNEX_ELEM_BIT: return dims / 8;
   }
+  return 0;
+}
+
+size_t annex_code_bytes(size_t dims) { return ANNEX_CODE_HEADER + dims; }
+
+void annex_code_encode(const float *x, size_t dims, unsigned char *row) {
+  float lo = dims ? x[0] : 0.0f, hi = lo, de, inv;
+  unsigned char *c = row + ANNEX_CODE_HEADER;
+  for (size_t i = 1; i < dims; i++) {
+    if (x[i] < lo) lo = x[i];
+    if (x[i] > hi) hi = x[i];
+  }
+  de = (hi - lo) / 255.0f;
+  /* A constant vector (or a range too small to divide) decodes to lo. */
+  inv = de > 0.0f && isfinite(1.0f / de) ? 1.0f / de : 0.0f;
+  if (inv == 0.0f) de = 0.0f;
+  for (size_t i = 0; i < dims; i++) {
+    float v = (x[i] - lo) * inv + 0.5f;
+    c[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned char)v;
+  }
+  memcpy(row, &lo, sizeof lo);
+  memcpy(row + sizeof lo, &de, sizeof de);
+}
+
+annex_dist_fn annex_code_kernel(annex_metric metric) {
+  const annex_kernels *k = kernels_active();
+  if (metric == ANNEX_METRIC_L2) return k->code_l2;
+  if (metric == ANNEX_METRIC_IP) return k->code_ip;
   return 0;
 }
 

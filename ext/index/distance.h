@@ -16,6 +16,9 @@
 **   ip       float32, int8   -(a.b)                   score
 **   hamming  bit             popcount(a xor b)        score
 **
+** Also owns the 8-bit code row, a compact form of a float32 vector that a
+** graph search can score instead of the vector (see annex_code_encode).
+**
 ** Index code only: nothing here talks to SQLite.
 */
 #ifndef ANNEX_DISTANCE_H
@@ -67,5 +70,21 @@ size_t annex_vector_bytes(annex_elem elem, size_t dims);
 void annex_distance_many(annex_elem elem, annex_metric metric,
                          const void *query, const void *base, size_t n,
                          size_t dims, float *out);
+
+/* 8-bit code rows: locally-adaptive scalar quantization (each vector its
+** own range; Aguerrebere et al., "Similarity search in the blink of an eye
+** with compressed indices", VLDB 2023). A float32 vector x of d dims is
+**   f32 lo, f32 delta, d x u8 c          (ANNEX_CODE_HEADER + d bytes)
+** with lo = min x, delta = (max x - lo) / 255 and c[i] = round((x[i] - lo)
+** / delta); it decodes to lo + delta * c[i], within delta / 2 of x[i]. The
+** floats are in host order (rows live in memory only, never on disk). */
+#define ANNEX_CODE_HEADER 8
+size_t annex_code_bytes(size_t dims);
+/* x must be finite. */
+void annex_code_encode(const float *x, size_t dims, unsigned char *row);
+/* The kernel scoring a float32 query (a) against a code row (b), with the
+** score of the table above on the decoded vector: l2 for ANNEX_METRIC_L2,
+** -(a.decoded) for ANNEX_METRIC_IP; NULL for any other metric. */
+annex_dist_fn annex_code_kernel(annex_metric metric);
 
 #endif /* ANNEX_DISTANCE_H */

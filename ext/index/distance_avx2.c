@@ -276,11 +276,70 @@ static float bit_hamming_avx2(const void *pA, const void *pB, size_t dims) {
   return (float)u64_hsum(_mm256_add_epi64(s0, s1));
 }
 
+/* ------------------------------------------------------------ code rows */
+
+/* 8 codes at c widened to floats. */
+static __m256 code_ld(const unsigned char *c) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c)));
+}
+
+static float code_l2_avx2(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de, s;
+  __m256 vlo, vde, s0 = _mm256_setzero_ps(), s1 = s0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  vlo = _mm256_set1_ps(lo);
+  vde = _mm256_set1_ps(de);
+  for (; i + 16 <= dims; i += 16) {
+    __m256 e0 = _mm256_fnmadd_ps(code_ld(c + i), vde,
+                                 _mm256_sub_ps(f32_ld(q + 4 * i), vlo));
+    __m256 e1 = _mm256_fnmadd_ps(code_ld(c + i + 8), vde,
+                                 _mm256_sub_ps(f32_ld(q + 4 * i + 32), vlo));
+    s0 = _mm256_fmadd_ps(e0, e0, s0);
+    s1 = _mm256_fmadd_ps(e1, e1, s1);
+  }
+  s = f32_hsum(_mm256_add_ps(s0, s1));
+  for (; i < dims; i++) {
+    float x, e;
+    memcpy(&x, q + 4 * i, sizeof x);
+    e = (x - lo) - de * (float)c[i];
+    s += e * e;
+  }
+  return s;
+}
+
+static float code_ip_avx2(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de, d, t;
+  __m256 d0 = _mm256_setzero_ps(), d1 = d0, t0 = d0, t1 = d0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  for (; i + 16 <= dims; i += 16) {
+    __m256 q0 = f32_ld(q + 4 * i), q1 = f32_ld(q + 4 * i + 32);
+    d0 = _mm256_fmadd_ps(q0, code_ld(c + i), d0);
+    d1 = _mm256_fmadd_ps(q1, code_ld(c + i + 8), d1);
+    t0 = _mm256_add_ps(t0, q0);
+    t1 = _mm256_add_ps(t1, q1);
+  }
+  d = f32_hsum(_mm256_add_ps(d0, d1));
+  t = f32_hsum(_mm256_add_ps(t0, t1));
+  for (; i < dims; i++) {
+    float x;
+    memcpy(&x, q + 4 * i, sizeof x);
+    d += x * (float)c[i];
+    t += x;
+  }
+  return -(lo * t + de * d);
+}
+
 const annex_kernels annex_kernels_avx2 = {
   "avx2",
   f32_l2_avx2, f32_cosine_avx2, f32_ip_avx2,
   i8_l2_avx2, i8_cosine_avx2, i8_ip_avx2,
-  bit_hamming_avx2
+  bit_hamming_avx2,
+  code_l2_avx2, code_ip_avx2
 };
 
 #else

@@ -276,18 +276,85 @@ static float bit_hamming_avx512_vpopcnt(const void *pA, const void *pB,
   return (float)(uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(s0, s1));
 }
 
+/* ------------------------------------------------------------ code rows */
+
+/* 16 codes at c widened to floats (the first r < 16 with the tail form). */
+static __m512 code_ld(const unsigned char *c) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c)));
+}
+
+static __m512 code_ld_tail(const unsigned char *c, size_t r) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+      _mm_maskz_loadu_epi8((__mmask16)((1u << r) - 1u), c)));
+}
+
+/* (q - lo) - delta * c, squared and summed: two independent accumulators
+** (the kernel waits on memory far more than on the FMA chain). */
+static float code_l2_avx512(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de;
+  __m512 vlo, vde, s0 = _mm512_setzero_ps(), s1 = s0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  vlo = _mm512_set1_ps(lo);
+  vde = _mm512_set1_ps(de);
+  for (; i + 32 <= dims; i += 32) {
+    __m512 e0 = _mm512_fnmadd_ps(code_ld(c + i), vde,
+                                 _mm512_sub_ps(f32_ld(q + 4 * i), vlo));
+    __m512 e1 = _mm512_fnmadd_ps(code_ld(c + i + 16), vde,
+                                 _mm512_sub_ps(f32_ld(q + 4 * i + 64), vlo));
+    s0 = _mm512_fmadd_ps(e0, e0, s0);
+    s1 = _mm512_fmadd_ps(e1, e1, s1);
+  }
+  for (; i < dims; i += 16) {
+    size_t r = dims - i < 16 ? dims - i : 16;
+    __m512 e = _mm512_fnmadd_ps(code_ld_tail(c + i, r), vde,
+                                _mm512_sub_ps(f32_ld_tail(q + 4 * i, r), vlo));
+    if (r < 16) e = _mm512_maskz_mov_ps((__mmask16)((1u << r) - 1u), e);
+    s0 = _mm512_fmadd_ps(e, e, s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+/* -(lo * sum(q) + delta * q.c). */
+static float code_ip_avx512(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
+  float lo, de;
+  __m512 d0 = _mm512_setzero_ps(), d1 = d0, t0 = d0, t1 = d0;
+  size_t i = 0;
+  annex_code_range(row, &lo, &de);
+  for (; i + 32 <= dims; i += 32) {
+    __m512 q0 = f32_ld(q + 4 * i), q1 = f32_ld(q + 4 * i + 64);
+    d0 = _mm512_fmadd_ps(q0, code_ld(c + i), d0);
+    d1 = _mm512_fmadd_ps(q1, code_ld(c + i + 16), d1);
+    t0 = _mm512_add_ps(t0, q0);
+    t1 = _mm512_add_ps(t1, q1);
+  }
+  for (; i < dims; i += 16) {
+    size_t r = dims - i < 16 ? dims - i : 16;
+    __m512 q0 = f32_ld_tail(q + 4 * i, r);
+    d0 = _mm512_fmadd_ps(q0, code_ld_tail(c + i, r), d0);
+    t0 = _mm512_add_ps(t0, q0);
+  }
+  return -(lo * _mm512_reduce_add_ps(_mm512_add_ps(t0, t1)) +
+           de * _mm512_reduce_add_ps(_mm512_add_ps(d0, d1)));
+}
+
 static const annex_kernels kernels_avx512 = {
   "avx512",
   f32_l2_avx512, f32_cosine_avx512, f32_ip_avx512,
   i8_l2_avx512, i8_cosine_avx512, i8_ip_avx512,
-  bit_hamming_avx512
+  bit_hamming_avx512,
+  code_l2_avx512, code_ip_avx512
 };
 
 static const annex_kernels kernels_avx512_vpopcnt = {
   "avx512",
   f32_l2_avx512, f32_cosine_avx512, f32_ip_avx512,
   i8_l2_avx512, i8_cosine_avx512, i8_ip_avx512,
-  bit_hamming_avx512_vpopcnt
+  bit_hamming_avx512_vpopcnt,
+  code_l2_avx512, code_ip_avx512
 };
 
 const annex_kernels *annex_kernels_avx512(int bVpopcnt) {

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "distance.h"
 
@@ -28,6 +29,8 @@ typedef struct annex_kernels {
   annex_dist_fn i8_cosine;
   annex_dist_fn i8_ip;
   annex_dist_fn bit_hamming;
+  annex_dist_fn code_l2; /* float32 query against an 8-bit code row */
+  annex_dist_fn code_ip;
 } annex_kernels;
 
 /* int8 kernels sum at most this many dimensions in 32-bit integers before
@@ -47,6 +50,16 @@ static inline float annex_cosine_score(double dot, double nA, double nB) {
 }
 
 extern const annex_kernels annex_kernels_portable;
+/* The portable code-row kernels, for sets without their own. */
+float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims);
+float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims);
+
+/* The range of a code row (its header). */
+static inline void annex_code_range(const unsigned char *row, float *pLo,
+                                    float *pDelta) {
+  memcpy(pLo, row, sizeof(float));
+  memcpy(pDelta, row + sizeof(float), sizeof(float));
+}
 
 #if defined(__x86_64__)
 extern const annex_kernels annex_kernels_avx2;

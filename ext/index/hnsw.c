@@ -17,9 +17,18 @@
 **   aL0      level-0 lists, fixed stride 1 + 2M u32: count, then ids
 **   apUp     per node, one block of L lists of stride 1 + M (levels 1..L)
 **   aVec     stored vectors, fixed stride (cosine: unit-normalised float32)
+**   aCode    per node, the 8-bit code row of its stored vector (distance.h)
+**            when queries use codes (float32 storage, l2 or dot, at least
+**            HNSW_CODE_MIN_DIM dims, params.bExact 0), else NULL
 **   aDirty, aRemoved: bitmaps
 ** Invariant: every id named in any list is < nCap, so the search loop needs
 ** no range check (annex_hnsw_put reserves up to the largest id it names).
+**
+** Queries with codes walk every level scoring code rows (a quarter of the
+** vector's bytes: at 1M x 128 a query waits mostly for those lines), then
+** re-score the ef nodes they end with against the float vectors, so every
+** score returned is exact and only the order of the walk is approximate.
+** Insertion always scores float vectors: the graph is the exact one.
 **
 ** Threads: a graph is used by one thread at a time, except inside
 ** annex_hnsw_insert_batch / annex_hnsw_repair, which run their own OpenMP
@@ -70,6 +79,12 @@
 #endif
 #define HNSW_BEAM_MAX 64
 
+/* Queries use code rows from this many dimensions on: below it a float
+** vector spans at most one more cache line than its code row does. */
+#ifndef HNSW_CODE_MIN_DIM
+#define HNSW_CODE_MIN_DIM 32
+#endif
+
 /* One (score, id) pair of the heaps. */
 typedef struct hnsw_pair {
   float d;     /* internal score (cosine: -dot) */
@@ -96,6 +111,8 @@ typedef struct hnsw_ctx {
 struct annex_hnsw {
   annex_hnsw_params p;   /* parameters, M and efConstruction clamped */
   annex_dist_fn xDist;   /* kernel over stored-form vectors */
+  annex_dist_fn xCode;   /* kernel over code rows, NULL: no codes */
+  size_t nCB;            /* bytes of one code row (0: no codes) */
   int bCos;              /* cosine: stored unit-normalised float32 */
   size_t nVB;            /* bytes of one stored vector */
   size_t nIn;            /* bytes of one caller vector */
@@ -113,6 +130,7 @@ struct annex_hnsw {
   uint32_t *aL0;         /* level-0 lists */
   uint32_t **apUp;       /* upper lists per id, or NULL */
   unsigned char *aVec;   /* stored vectors */
+  unsigned char *aCode;  /* code rows, or NULL */
   unsigned char *aDirty; /* bitmap: record changed since last clear */
   unsigned char *aRemoved; /* bitmap: removed by repair */
   unsigned char *aLock;  /* per-id spinlocks during a batch, else NULL */
@@ -156,6 +174,14 @@ static inline unsigned hnsw_state(const annex_hnsw *g, uint32_t id) {
 
 static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
   return g->aVec + (size_t)id * g->nVB;
+}
+
+/* After id's stored vector is written: its code row, when there are codes. */
+static inline void hnsw_encode(annex_hnsw *g, uint32_t id) {
+  if (g->xCode) {
+    annex_code_encode((const float *)hnsw_vec(g, id), g->p.nDim,
+                      g->aCode + (size_t)id * g->nCB);
+  }
 }
 
 /* The list of id at level lev (the node must have that level). */
@@ -365,6 +391,11 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   eStore = g->bCos ? ANNEX_ELEM_FLOAT32 : p->eElem;
   eKernel = g->bCos ? ANNEX_METRIC_IP : p->eMetric;
   g->xDist = annex_distance_kernel(eStore, eKernel);
+  if (eStore == ANNEX_ELEM_FLOAT32 && !p->bExact &&
+      p->nDim >= HNSW_CODE_MIN_DIM) {
+    g->xCode = annex_code_kernel(eKernel);
+    g->nCB = g->xCode ? annex_code_bytes(p->nDim) : 0;
+  }
   g->nKDim = p->nDim;
   g->nVB = annex_vector_bytes(eStore, p->nDim);
   g->nIn = annex_vector_bytes(p->eElem, p->nDim);
@@ -395,6 +426,7 @@ void annex_hnsw_free(annex_hnsw *g) {
   annex_free(g->aL0);
   annex_free(g->apUp);
   annex_free(g->aVec);
+  annex_free(g->aCode);
   annex_free(g->aDirty);
   annex_free(g->aRemoved);
   annex_free(g->aLock);
@@ -418,6 +450,8 @@ void annex_hnsw_set_io(annex_hnsw *g, const annex_hnsw_io *io) {
 const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g) {
   return &g->p;
 }
+
+int annex_hnsw_uses_codes(const annex_hnsw *g) { return g->xCode != NULL; }
 
 void annex_hnsw_set_entry(annex_hnsw *g, int64_t entry, int nLevel) {
   if (entry < 0 || entry >= (int64_t)HNSW_ID_LIMIT) {
@@ -481,6 +515,8 @@ int annex_hnsw_reserve(annex_hnsw *g, uint32_t n) {
       hnsw_grow_array((void **)&g->aL0, nOld * g->nS0, nNew * g->nS0, 4) ||
       hnsw_grow_array((void **)&g->apUp, nOld, nNew, sizeof(uint32_t *)) ||
       hnsw_grow_array((void **)&g->aVec, nOld, nNew, g->nVB) ||
+      (g->nCB &&
+       hnsw_grow_array((void **)&g->aCode, nOld, nNew, g->nCB)) ||
       hnsw_grow_array((void **)&g->aDirty, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->aRemoved, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->ctx0.aTag, g->ctx0.nTag, nNew, 2)) {
@@ -499,7 +535,8 @@ size_t annex_hnsw_count(const annex_hnsw *g) { return g->nNode; }
 
 size_t annex_hnsw_memory(const annex_hnsw *g) {
   size_t n = g->nCap;
-  return sizeof *g + n * (2 + g->nS0 * 4 + sizeof(uint32_t *) + g->nVB + 2) +
+  return sizeof *g +
+         n * (2 + g->nS0 * 4 + sizeof(uint32_t *) + g->nVB + g->nCB + 2) +
          2 * ((n + 7) / 8) + g->nUpBytes + g->nIn + g->nVB +
          g->ctx0.nCandCap * sizeof(hnsw_pair) +
          g->ctx0.nResCap * sizeof(hnsw_pair);
@@ -640,6 +677,7 @@ int annex_hnsw_put(annex_hnsw *g, uint32_t id, const unsigned char *aRec,
     }
   }
   hnsw_prepare(g, pVec, g->aVec + (size_t)id * g->nVB);
+  hnsw_encode(g, id);
   if (g->aState[id] != HNSW_ST_LIVE) g->nNode++;
   g->aState[id] = HNSW_ST_LIVE;
   return ANNEX_HNSW_OK;
@@ -693,9 +731,10 @@ static inline const uint32_t *hnsw_read_list(annex_hnsw *g, hnsw_ctx *c,
   return c->aCopy;
 }
 
-/* Greedy descent at level lev from *pCur (Algorithm 2 with ef = 1). */
+/* Greedy descent at level lev from *pCur (Algorithm 2 with ef = 1),
+** scoring code rows when bCode. */
 static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
-                       hnsw_pair *pCur, int lev, int bPar) {
+                       hnsw_pair *pCur, int lev, int bPar, int bCode) {
   int bMoved = 1;
   while (bMoved) {
     const uint32_t *list;
@@ -709,7 +748,8 @@ static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
       uint32_t nb = list[j];
       float d;
       if (hnsw_state(g, nb) != HNSW_ST_LIVE || g->aLevel[nb] < lev) continue;
-      d = hnsw_dist(g, q, hnsw_vec(g, nb));
+      d = bCode ? g->xCode(q, g->aCode + (size_t)nb * g->nCB, g->nKDim)
+                : hnsw_dist(g, q, hnsw_vec(g, nb));
       if (d < pCur->d) {
         pCur->d = d;
         pCur->id = nb;
@@ -722,15 +762,17 @@ static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
 
 /* Algorithm 2: the ef nearest (accepted) nodes to q at level lev, from the
 ** entry points aEp (live, level >= lev, scores known). The result is left
-** as a max-heap in c->aRes[0..*pnRes). Inlined into specialised callers. */
+** as a max-heap in c->aRes[0..*pnRes). bCode: q is a stored-form query
+** scored against code rows (the scores of aEp are code scores too).
+** Inlined into specialised callers. */
 static inline __attribute__((always_inline)) int hnsw_search_layer(
     annex_hnsw *g, hnsw_ctx *c, const void *q, const hnsw_pair *aEp,
     size_t nEp, int lev, size_t ef, const unsigned char *aAcc, uint64_t nAcc,
-    int bPar, size_t *pnRes) {
+    int bPar, int bCode, size_t *pnRes) {
   size_t nCand = 0, nRes = 0;
   float lower = INFINITY;
-  const annex_dist_fn xDist = g->xDist;
-  const size_t nKDim = g->nKDim, nVB = g->nVB;
+  const annex_dist_fn xDist = bCode ? g->xCode : g->xDist;
+  const size_t nKDim = g->nKDim, nVB = bCode ? g->nCB : g->nVB;
   const size_t nHead = nVB < HNSW_PREFETCH_HEAD ? nVB : HNSW_PREFETCH_HEAD;
   const size_t nTail = nVB < HNSW_PREFETCH_ALL ? nVB : HNSW_PREFETCH_ALL;
   int rc;
@@ -772,7 +814,7 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
       if (rc) return rc;
     }
     list = hnsw_read_list(g, c, cur.id, lev, bPar);
-    aVec = g->aVec;
+    aVec = bCode ? g->aCode : g->aVec;
     aState = g->aState;
     aTag = c->aTag;
     iEpoch = c->iEpoch;
@@ -826,21 +868,28 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
   return ANNEX_HNSW_OK;
 }
 
-/* Level-0 query search, serial: the hot path, specialised. */
-static int hnsw_search_l0(annex_hnsw *g, hnsw_ctx *c, const void *q,
-                          hnsw_pair ep, size_t ef, const unsigned char *aAcc,
-                          uint64_t nAcc, size_t *pnRes) {
-  return hnsw_search_layer(g, c, q, &ep, 1, 0, ef, aAcc, nAcc, 0, pnRes);
+/* A query's search of one level, serial: the hot path, specialised for
+** code rows and for float vectors. */
+static int hnsw_search_query(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                             const hnsw_pair *aEp, size_t nEp, int lev,
+                             size_t ef, const unsigned char *aAcc,
+                             uint64_t nAcc, int bCode, size_t *pnRes) {
+  if (bCode) {
+    return hnsw_search_layer(g, c, q, aEp, nEp, lev, ef, aAcc, nAcc, 0, 1,
+                             pnRes);
+  }
+  return hnsw_search_layer(g, c, q, aEp, nEp, lev, ef, aAcc, nAcc, 0, 0,
+                           pnRes);
 }
 
-/* Any level, serial or parallel (insertion). */
+/* Insertion's search of any level, serial or parallel: float vectors. */
 static int hnsw_search_any(annex_hnsw *g, hnsw_ctx *c, const void *q,
                            hnsw_pair ep, int lev, size_t ef, int bPar,
                            size_t *pnRes) {
   if (bPar) {
-    return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 1, pnRes);
+    return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 1, 0, pnRes);
   }
-  return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 0, pnRes);
+  return hnsw_search_layer(g, c, q, &ep, 1, lev, ef, NULL, 0, 0, 0, pnRes);
 }
 
 static void hnsw_repair_entry(annex_hnsw *g);
@@ -887,23 +936,39 @@ static int hnsw_entry(annex_hnsw *g, uint32_t *pId, int *pTop) {
 ** 1 holds 1/M of the nodes) for several independent starting points. */
 static int hnsw_descend(annex_hnsw *g, hnsw_ctx *c, const void *q,
                         hnsw_pair cur, int top, size_t ef,
-                        const unsigned char *aAcc, uint64_t nAcc,
+                        const unsigned char *aAcc, uint64_t nAcc, int bCode,
                         size_t *pnRes) {
   size_t nBeam = ef / HNSW_BEAM_DIV, nEp = 0;
   hnsw_pair aEp[HNSW_BEAM_MAX];
   int rc;
   if (nBeam > HNSW_BEAM_MAX) nBeam = HNSW_BEAM_MAX;
   for (int l = top; l > (nBeam >= 2 ? 1 : 0); l--) {
-    rc = hnsw_greedy(g, c, q, &cur, l, 0);
+    rc = hnsw_greedy(g, c, q, &cur, l, 0, bCode);
     if (rc) return rc;
   }
   if (nBeam < 2 || top < 1) {
-    return hnsw_search_l0(g, c, q, cur, ef, aAcc, nAcc, pnRes);
+    return hnsw_search_query(g, c, q, &cur, 1, 0, ef, aAcc, nAcc, bCode,
+                             pnRes);
   }
-  rc = hnsw_search_any(g, c, q, cur, 1, nBeam, 0, &nEp);
+  rc = hnsw_search_query(g, c, q, &cur, 1, 1, nBeam, NULL, 0, bCode, &nEp);
   if (rc) return rc;
   memcpy(aEp, c->aRes, sizeof(hnsw_pair) * nEp);
-  return hnsw_search_layer(g, c, q, aEp, nEp, 0, ef, aAcc, nAcc, 0, pnRes);
+  return hnsw_search_query(g, c, q, aEp, nEp, 0, ef, aAcc, nAcc, bCode, pnRes);
+}
+
+/* Exact scores for the n nodes a walk over code rows ended with, their
+** vectors asked for a few ahead. */
+static void hnsw_rescore(const annex_hnsw *g, const void *q, hnsw_pair *a,
+                         size_t n) {
+  const size_t nAhead = 4, nPf = g->nVB < HNSW_PREFETCH_ALL ? g->nVB
+                                                            : HNSW_PREFETCH_ALL;
+  for (size_t i = 0; i < n && i < nAhead; i++) {
+    hnsw_prefetch(hnsw_vec(g, a[i].id), 0, nPf);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (i + nAhead < n) hnsw_prefetch(hnsw_vec(g, a[i + nAhead].id), 0, nPf);
+    a[i].d = hnsw_dist(g, q, hnsw_vec(g, a[i].id));
+  }
 }
 
 int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
@@ -922,9 +987,15 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   if (ef < k) ef = k;
   hnsw_prepare(g, pQuery, c->aQ);
   cur.id = e;
-  cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
-  rc = hnsw_descend(g, c, c->aQ, cur, top, ef, aAccept, nAcceptBits, &nRes);
+  if (g->xCode) {
+    cur.d = g->xCode(c->aQ, g->aCode + (size_t)e * g->nCB, g->nKDim);
+  } else {
+    cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
+  }
+  rc = hnsw_descend(g, c, c->aQ, cur, top, ef, aAccept, nAcceptBits,
+                    g->xCode != NULL, &nRes);
   if (rc) return rc;
+  if (g->xCode) hnsw_rescore(g, c->aQ, c->aRes, nRes);
   hnsw_sort(c->aRes, nRes);
   if (nRes > k) nRes = k;
   for (size_t i = 0; i < nRes; i++) {
@@ -970,7 +1041,7 @@ static int hnsw_plan(annex_hnsw *g, hnsw_ctx *c, uint32_t id, const void *q,
   cur.d = hnsw_dist(g, q, hnsw_vec(g, e));
   for (int l = 0; l <= ANNEX_HNSW_MAX_LEVEL; l++) c->anSel[l] = 0;
   for (int l = top; l > L; l--) {
-    rc = hnsw_greedy(g, c, q, &cur, l, bPar);
+    rc = hnsw_greedy(g, c, q, &cur, l, bPar, 0);
     if (rc) return rc;
   }
   for (int l = (L < top ? L : top); l >= 0; l--) {
@@ -1077,7 +1148,10 @@ static int hnsw_insert_one(annex_hnsw *g, hnsw_ctx *c, uint32_t id,
     for (int l = 0; l <= ANNEX_HNSW_MAX_LEVEL; l++) c->anSel[l] = 0;
     top = -1;
   }
-  if (q != hnsw_vec(g, id)) memcpy(g->aVec + (size_t)id * g->nVB, q, g->nVB);
+  if (q != hnsw_vec(g, id)) {
+    memcpy(g->aVec + (size_t)id * g->nVB, q, g->nVB);
+    hnsw_encode(g, id);
+  }
   if (hnsw_state(g, id) != HNSW_ST_LIVE) {
     if (bPar) {
       __atomic_fetch_add(&g->nNode, 1, HNSW_RELAXED);
@@ -1173,7 +1247,9 @@ static int hnsw_batch_prepare(annex_hnsw *g, hnsw_batch *b, const void *aVec) {
     uint32_t id = b->aId[i];
     if (b->aDone[i]) continue;
     if (aVec) {
-      hnsw_prepare(g, (const unsigned char *)aVec + i * g->nIn, g->aVec + (size_t)id * g->nVB);
+      hnsw_prepare(g, (const unsigned char *)aVec + i * g->nIn,
+                   g->aVec + (size_t)id * g->nVB);
+      hnsw_encode(g, id);
       if (g->aState[id] != HNSW_ST_LIVE) g->aState[id] = HNSW_ST_PENDNEW;
     } else {
       for (int l = 0; l <= g->aLevel[id]; l++) hnsw_list(g, id, l)[0] = 0;

@@ -64,6 +64,9 @@ typedef struct annex_hnsw_params {
   int M;                /* links per node above level 0; 2*M at level 0 */
   int efConstruction;   /* candidate list size while inserting */
   uint64_t seed;        /* level draws */
+  int bExact;           /* 1: queries score float vectors all the way; 0:
+                        ** they walk 8-bit code rows and re-rank (float32
+                        ** storage, >= 32 dims; see hnsw.c) */
 } annex_hnsw_params;
 
 /* Lazy loading. Both callbacks run on the thread that called into the
@@ -92,6 +95,8 @@ void annex_hnsw_free(annex_hnsw *g);
 ** until put, inserted or reset. */
 void annex_hnsw_set_io(annex_hnsw *g, const annex_hnsw_io *io);
 const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g);
+/* 1 if queries walk 8-bit code rows (then re-rank with the vectors). */
+int annex_hnsw_uses_codes(const annex_hnsw *g);
 
 /* Entry point and top level, as the caller persisted them (-1: empty). */
 void annex_hnsw_set_entry(annex_hnsw *g, int64_t entry, int nLevel);

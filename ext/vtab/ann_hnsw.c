@@ -3,7 +3,7 @@
 ** a shadow table, searched in memory (the graph itself is ext/index/hnsw.c).
 **
 **   index=hnsw                 defaults
-**   index=hnsw(m=16, ef_construction=200, ef_search=64)
+**   index=hnsw(m=16, ef_construction=200, ef_search=64, codes=1)
 **   ... WHERE embedding MATCH ?1 AND k = 10 AND ef_search = 128
 **   INSERT INTO t(t) VALUES('rebuild')    -- the graph anew, in parallel
 **   INSERT INTO t(t) VALUES('optimize')   -- drop deleted nodes, re-link
@@ -25,6 +25,12 @@
 ** in parallel when there are many (that is what makes "many INSERTs in one
 ** transaction" as fast as 'rebuild'); until then searches in that
 ** transaction score them exactly. UPDATE of a vector re-links its node.
+**
+** codes=1 (the default) lets queries walk the graph over 8-bit code rows
+** of the vectors, kept in memory only and re-ranked with the floats (see
+** ext/index/hnsw.c); codes=0 scores floats all the way, for a quarter less
+** memory. annex_info's hnsw_codes says whether codes are in use (they need
+** float32 storage and >= 32 dimensions).
 **
 ** Memory: the graph in memory is a cache of T_hnsw plus the vectors. It is
 ** valid while T_config's change counter equals the value it was loaded at
@@ -94,15 +100,16 @@ static int hnsw_rc(int rc) {
 /* Parameters ************************************************************/
 
 static int hnsw_params(const annex_config *c, char **pzErr) {
-  static const char *azKey[] = {"m", "ef_construction", "ef_search"};
+  static const char *azKey[] = {"m", "ef_construction", "ef_search",
+                                "codes"};
   int m = HNSW_DEFAULT_M, efc = HNSW_DEFAULT_EFC, efs = HNSW_DEFAULT_EFS;
-  int rc = SQLITE_OK;
+  int codes = 1, rc = SQLITE_OK;
   for (int i = 0; i < c->nParam; i++) {
     size_t j = 0;
-    while (j < 3 && strcmp(c->aParam[i].zKey, azKey[j]) != 0) j++;
-    if (j == 3) {
+    while (j < 4 && strcmp(c->aParam[i].zKey, azKey[j]) != 0) j++;
+    if (j == 4) {
       *pzErr = sqlite3_mprintf("unknown hnsw parameter '%s' (parameters: m, "
-                               "ef_construction, ef_search)",
+                               "ef_construction, ef_search, codes)",
                                c->aParam[i].zKey);
       return SQLITE_ERROR;
     }
@@ -117,6 +124,7 @@ static int hnsw_params(const annex_config *c, char **pzErr) {
   if (rc == SQLITE_OK) {
     rc = annex_param_int(c, "ef_search", 1, 65536, &efs, pzErr);
   }
+  if (rc == SQLITE_OK) rc = annex_param_int(c, "codes", 0, 1, &codes, pzErr);
   return rc;
 }
 
@@ -124,10 +132,12 @@ static void hnsw_params_read(const annex_config *c, annex_hnsw_params *prm,
                              int *pefSearch) {
   char *zErr = NULL;
   int m = HNSW_DEFAULT_M, efc = HNSW_DEFAULT_EFC, efs = HNSW_DEFAULT_EFS;
+  int codes = 1;
   /* Checked by hnsw_params at parse time: no error can come back. */
   annex_param_int(c, "m", 2, 128, &m, &zErr);
   annex_param_int(c, "ef_construction", 1, 4096, &efc, &zErr);
   annex_param_int(c, "ef_search", 1, 65536, &efs, &zErr);
+  annex_param_int(c, "codes", 0, 1, &codes, &zErr);
   sqlite3_free(zErr);
   memset(prm, 0, sizeof(*prm));
   prm->eElem = c->eElem;
@@ -136,6 +146,7 @@ static void hnsw_params_read(const annex_config *c, annex_hnsw_params *prm,
   prm->M = m;
   prm->efConstruction = efc < m ? m : efc;
   prm->seed = 0x616e6e6578ULL; /* fixed: rebuilds are reproducible */
+  prm->bExact = !codes;
   *pefSearch = efs;
 }
 
@@ -1073,6 +1084,7 @@ static int hnsw_info(annex_ann *a, void *pCtx,
   struct { const char *zKey; sqlite3_int64 v; } aFact[] = {
       /* (m and ef_construction come from T_config) */
       {"hnsw_ef_search", h->efSearch},
+      {"hnsw_codes", annex_hnsw_uses_codes(h->g)},
       {"hnsw_nodes_in_memory", (sqlite3_int64)annex_hnsw_count(h->g)},
       {"hnsw_pending", h->nPend - h->nBase},
       {"memory_index", (sqlite3_int64)annex_hnsw_memory(h->g) +
