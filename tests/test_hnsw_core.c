@@ -234,6 +234,7 @@ static double recall_bf(annex_hnsw *g, const void *aQ, int nq,
       assert_true(id >= 0 && id < n);
       if (aAcc) assert_true((aAcc[id >> 3] >> (id & 7)) & 1);
       if (i > 0) assert_true(aHit[i - 1].score <= aHit[i].score);
+      for (size_t j = 0; j < i; j++) assert_true(aHit[j].rowid != id);
       s = exact_score(p->eElem, p->eMetric, q,
                       (const unsigned char *)aBase + (size_t)id * szVec, p->nDim);
       assert_true(fabs(s - aHit[i].score) <= 1e-3 * (1 + fabs(s)));
