@@ -265,8 +265,9 @@ static double recall_sift(annex_hnsw *g, const dataset *ds, int k, size_t ef) {
   return (double)hits / ((double)k * ds->query.n);
 }
 
-static annex_hnsw *new_graph(annex_elem e, annex_metric m, size_t d, int M,
-                             int efC) {
+/* bExact: queries score float vectors (no 8-bit codes). */
+static annex_hnsw *new_graph_ex(annex_elem e, annex_metric m, size_t d, int M,
+                                int efC, int bExact) {
   annex_hnsw_params p;
   annex_hnsw *g = NULL;
   memset(&p, 0, sizeof p);
@@ -276,8 +277,14 @@ static annex_hnsw *new_graph(annex_elem e, annex_metric m, size_t d, int M,
   p.M = M;
   p.efConstruction = efC;
   p.seed = 42;
+  p.bExact = bExact;
   assert_int_equal(annex_hnsw_new(&p, &g), ANNEX_HNSW_OK);
   return g;
+}
+
+static annex_hnsw *new_graph(annex_elem e, annex_metric m, size_t d, int M,
+                             int efC) {
+  return new_graph_ex(e, m, d, M, efC, 0);
 }
 
 static void insert_all(annex_hnsw *g, const void *a, int n) {
@@ -453,16 +460,7 @@ static void one_codes(annex_metric m, float shift, double rMin) {
   double r[2];
   for (size_t i = 0; i < (size_t)(n + nq) * d; i++) f[i] += shift;
   for (int b = 0; b < 2; b++) {
-    annex_hnsw_params p;
-    memset(&p, 0, sizeof p);
-    p.eElem = ANNEX_ELEM_FLOAT32;
-    p.eMetric = m;
-    p.nDim = d;
-    p.M = 8;
-    p.efConstruction = 60;
-    p.seed = 42;
-    p.bExact = b;
-    assert_int_equal(annex_hnsw_new(&p, &g[b]), ANNEX_HNSW_OK);
+    g[b] = new_graph_ex(ANNEX_ELEM_FLOAT32, m, d, 8, 60, b);
     assert_int_equal(annex_hnsw_uses_codes(g[b]), !b);
     insert_all(g[b], f, n);
     r[b] = recall_bf(g[b], f + (size_t)n * d, nq, f, n, 10, 16, NULL);

@@ -184,6 +184,12 @@ static inline void hnsw_encode(annex_hnsw *g, uint32_t id) {
   }
 }
 
+/* Score of the stored-form query q against id's code row. */
+static inline float hnsw_code_dist(const annex_hnsw *g, const void *q,
+                                   uint32_t id) {
+  return g->xCode(q, g->aCode + (size_t)id * g->nCB, g->nKDim);
+}
+
 /* The list of id at level lev (the node must have that level). */
 static inline uint32_t *hnsw_list(const annex_hnsw *g, uint32_t id, int lev) {
   if (lev == 0) return g->aL0 + (size_t)id * g->nS0;
@@ -748,8 +754,7 @@ static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
       uint32_t nb = list[j];
       float d;
       if (hnsw_state(g, nb) != HNSW_ST_LIVE || g->aLevel[nb] < lev) continue;
-      d = bCode ? g->xCode(q, g->aCode + (size_t)nb * g->nCB, g->nKDim)
-                : hnsw_dist(g, q, hnsw_vec(g, nb));
+      d = bCode ? hnsw_code_dist(g, q, nb) : hnsw_dist(g, q, hnsw_vec(g, nb));
       if (d < pCur->d) {
         pCur->d = d;
         pCur->id = nb;
@@ -987,11 +992,8 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   if (ef < k) ef = k;
   hnsw_prepare(g, pQuery, c->aQ);
   cur.id = e;
-  if (g->xCode) {
-    cur.d = g->xCode(c->aQ, g->aCode + (size_t)e * g->nCB, g->nKDim);
-  } else {
-    cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
-  }
+  cur.d = g->xCode ? hnsw_code_dist(g, c->aQ, e)
+                   : hnsw_dist(g, c->aQ, hnsw_vec(g, e));
   rc = hnsw_descend(g, c, c->aQ, cur, top, ef, aAccept, nAcceptBits,
                     g->xCode != NULL, &nRes);
   if (rc) return rc;
