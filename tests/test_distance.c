@@ -290,59 +290,112 @@ static void test_many(void **state) {
 }
 
 /* 8-bit code rows: each decoded value lies within delta / 2 of the vector
-** (delta = range / 255), and the code kernels score a query against the
-** row as a double-precision reference scores it against the decoded vector,
-** for every dims from 1 to 70 and the large ones, from unaligned starts. A
-** constant vector decodes exactly. */
-static void check_code_row(size_t dims, size_t off, float shift,
+** (delta = range / 255), the row's norm2 is that of its decoded offsets,
+** and the code kernels score a prepared query against the row as a
+** double-precision reference scores the exact query against the decoded
+** vector, within the bound distance.h gives for the query's 15-bit steps.
+** For every dims from 1 to 70 and the large ones, from unaligned starts,
+** with and without a centre. A constant vector decodes exactly. */
+static void check_code_row(size_t dims, size_t off, float shift, int bCentre,
                            uint64_t *pRng) {
   unsigned char *row = malloc(annex_code_bytes(dims) + MAX_OFFSET);
-  float *x = malloc(dims * sizeof(float)), lo, de;
-  unsigned char *q = malloc(4 * dims + MAX_OFFSET), *r;
-  double l2 = 0, dot = 0, scale = 0;
+  unsigned char *pL2 = malloc(annex_code_query_bytes(dims) + MAX_OFFSET);
+  unsigned char *pIp = malloc(annex_code_query_bytes(dims) + MAX_OFFSET);
+  float *x = malloc(dims * sizeof(float)), *m = malloc(dims * sizeof(float));
+  float *q = malloc(dims * sizeof(float)), hdr[3], hL2[4], hIp[4];
+  const float *pm = bCentre ? m : NULL;
+  double l2 = 0, dot = 0, n2 = 0, sc = 0, sq = 0, sv = 0, sAbs = 0;
   annex_dist_fn fL2 = annex_code_kernel(ANNEX_METRIC_L2);
   annex_dist_fn fIp = annex_code_kernel(ANNEX_METRIC_IP);
-  assert_true(row && x && q && fL2 && fIp);
+  unsigned char *r;
+  assert_true(row && pL2 && pIp && x && m && q && fL2 && fIp);
   assert_null(annex_code_kernel(ANNEX_METRIC_COSINE));
   r = row + off;
-  for (size_t i = 0; i < dims; i++) x[i] = shift + 3.0f * rng_float(pRng);
-  fill_random(q + off, ANNEX_ELEM_FLOAT32, dims, pRng);
-  annex_code_encode(x, dims, r);
-  memcpy(&lo, r, 4);
-  memcpy(&de, r + 4, 4);
   for (size_t i = 0; i < dims; i++) {
-    double v = (double)lo + (double)de * r[ANNEX_CODE_HEADER + i], a;
-    float qi;
-    assert_true(fabs(v - x[i]) <= 0.5 * de + 1e-5 * (fabs(x[i]) + 1.0));
-    memcpy(&qi, q + off + 4 * i, 4);
-    a = (double)qi - v;
-    l2 += a * a;
-    dot += (double)qi * v;
-    scale += fabs((double)qi * v) + a * a;
+    x[i] = shift + 3.0f * rng_float(pRng);
+    m[i] = shift + 3.0f * rng_float(pRng);
+    q[i] = shift + 3.0f * rng_float(pRng);
   }
-  assert_true(fabs(fL2(q + off, r, dims) - l2) <= 1e-4 * (scale + 1.0));
-  assert_true(fabs(fIp(q + off, r, dims) + dot) <= 1e-4 * (scale + 1.0));
+  annex_code_encode(x, pm, dims, r);
+  annex_code_query(ANNEX_METRIC_L2, q, pm, dims, pL2 + off);
+  annex_code_query(ANNEX_METRIC_IP, q, pm, dims, pIp + off);
+  memcpy(hdr, r, sizeof hdr);
+  memcpy(hL2, pL2 + off, sizeof hL2);
+  memcpy(hIp, pIp + off, sizeof hIp);
+  for (size_t i = 0; i < dims; i++) {
+    double c = r[ANNEX_CODE_HEADER + i];
+    double w = (double)hdr[0] + (double)hdr[1] * c;
+    double v = (bCentre ? m[i] : 0.0) + w, a = (double)q[i] - v;
+    double u = (double)q[i] - (bCentre ? m[i] : 0.0);
+    assert_true(fabs(v - x[i]) <= 0.5 * hdr[1] + 1e-5 * (fabs(x[i]) + 1.0));
+    l2 += a * a;
+    dot += (double)q[i] * v;
+    n2 += w * w;
+    sc += c;
+    sq += u * u;
+    sv += w * w;
+    sAbs += fabs((double)q[i] * v);
+  }
+  assert_true(fabs(hdr[2] - n2) <= 1e-5 * (n2 + 1.0));
+  /* Rounding the query to steps moves l2 by <= delta * step * sum c, ip by
+  ** half that; the rest is float rounding of the headers' sums. */
+  assert_true(fabs(fL2(pL2 + off, r, dims) - l2) <=
+              (double)hdr[1] * hL2[2] * sc + 1e-5 * (sq + sv + 1.0));
+  assert_true(fabs(fIp(pIp + off, r, dims) + dot) <=
+              0.5 * (double)hdr[1] * hIp[2] * sc + 1e-5 * (sAbs + 1.0));
   free(row);
+  free(pL2);
+  free(pIp);
+  free(x);
+  free(m);
+  free(q);
+}
+
+/* Every code 255 against every step at its largest: the integer sums must
+** not overflow (4099 dims span several ANNEX_CODE_BLOCKs). */
+static void check_code_extremes(size_t dims) {
+  float *x = malloc(dims * sizeof(float)), *q = malloc(dims * sizeof(float));
+  unsigned char *row = malloc(annex_code_bytes(dims));
+  unsigned char *pQ = malloc(annex_code_query_bytes(dims));
+  assert_true(x && q && row && pQ);
+  for (size_t i = 0; i < dims; i++) {
+    x[i] = i == 0 ? 0.0f : 1.0f;
+    q[i] = 1.0f;
+  }
+  annex_code_encode(x, NULL, dims, row);
+  annex_code_query(ANNEX_METRIC_IP, q, NULL, dims, pQ);
+  assert_true(fabs(annex_code_kernel(ANNEX_METRIC_IP)(pQ, row, dims) +
+                   (double)(dims - 1)) <= 1e-3 * (double)dims);
+  annex_code_query(ANNEX_METRIC_L2, q, NULL, dims, pQ);
+  assert_true(fabs(annex_code_kernel(ANNEX_METRIC_L2)(pQ, row, dims) - 1.0) <=
+              1e-2);
   free(x);
   free(q);
+  free(row);
+  free(pQ);
 }
 
 static void test_code_rows(void **state) {
   const test_param *p = *state;
   uint64_t rng = 7;
   float c[5] = {2.5f, 2.5f, 2.5f, 2.5f, 2.5f};
-  unsigned char row[ANNEX_CODE_HEADER + 5];
+  unsigned char row[ANNEX_CODE_HEADER + 5], aQ[ANNEX_CODE_QUERY_HEADER + 64];
   if (!use_set(p->zSet)) skip();
   for (size_t n = 1; n <= 70; n++) {
-    check_code_row(n, n % (MAX_OFFSET + 1), 0.0f, &rng);
-    check_code_row(n, 0, 40.0f, &rng);
+    check_code_row(n, n % (MAX_OFFSET + 1), 0.0f, 0, &rng);
+    check_code_row(n, 0, 40.0f, 0, &rng);
+    check_code_row(n, 1, 1000.0f, 1, &rng);
   }
   for (size_t i = 0; i < sizeof aLargeDims / sizeof aLargeDims[0]; i++) {
-    check_code_row(aLargeDims[i], 1, -5.0f, &rng);
+    check_code_row(aLargeDims[i], 1, -5.0f, 0, &rng);
+    check_code_row(aLargeDims[i], 3, 100.0f, 1, &rng);
   }
-  annex_code_encode(c, 5, row);
-  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(c, row, 5) == 0.0f);
+  check_code_extremes(4099);
+  annex_code_encode(c, NULL, 5, row);
+  annex_code_query(ANNEX_METRIC_L2, c, NULL, 5, aQ);
+  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(aQ, row, 5) == 0.0f);
   assert_int_equal(annex_code_bytes(5), sizeof row);
+  assert_int_equal(annex_code_query_bytes(5), sizeof aQ);
 }
 
 /* Cosine with a zero vector is 1, not NaN; cosine(a, a) is 0 or just above. */

@@ -191,43 +191,35 @@ static float bit_hamming_portable(const void *pA, const void *pB, size_t dims) {
 
 /* ------------------------------------------------------------ code rows */
 
-/* Four partial sums, so the compiler can vectorise without reassociating. */
-float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de, acc[4] = {0, 0, 0, 0}, s = 0;
+/* P = sum u[i] * c[i]: four 32-bit partial sums per block. */
+static inline __attribute__((always_inline)) int64_t code_dot_portable(const int16_t *u, const unsigned char *c,
+                                 size_t dims) {
+  int64_t tot = 0;
   size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  for (; i + 4 <= dims; i += 4) {
-    for (int l = 0; l < 4; l++) {
-      float e = (f32_at(q, i + l) - lo) - de * (float)c[i + l];
-      acc[l] += e * e;
+  while (i < dims) {
+    size_t end = dims - i < ANNEX_CODE_BLOCK ? dims : i + ANNEX_CODE_BLOCK;
+    int32_t s[4] = {0, 0, 0, 0};
+    for (; i + 4 <= end; i += 4) {
+      for (int l = 0; l < 4; l++) s[l] += (int32_t)u[i + l] * c[i + l];
     }
+    for (; i < end; i++) s[0] += (int32_t)u[i] * c[i];
+    tot += (int64_t)s[0] + s[1] + s[2] + s[3];
   }
-  for (; i < dims; i++) {
-    float e = (f32_at(q, i) - lo) - de * (float)c[i];
-    s += e * e;
-  }
-  return s + (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  return tot;
+}
+
+float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(
+      pQ, row,
+      code_dot_portable(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
 float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de, dot[4] = {0, 0, 0, 0}, sum[4] = {0, 0, 0, 0}, d = 0, t = 0;
-  size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  for (; i + 4 <= dims; i += 4) {
-    for (int l = 0; l < 4; l++) {
-      dot[l] += f32_at(q, i + l) * (float)c[i + l];
-      sum[l] += f32_at(q, i + l);
-    }
-  }
-  for (; i < dims; i++) {
-    d += f32_at(q, i) * (float)c[i];
-    t += f32_at(q, i);
-  }
-  d += (dot[0] + dot[1]) + (dot[2] + dot[3]);
-  t += (sum[0] + sum[1]) + (sum[2] + sum[3]);
-  return -(lo * t + de * d);
+  const unsigned char *row = pRow;
+  return annex_code_ip_score(
+      pQ, row,
+      code_dot_portable(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
 const annex_kernels annex_kernels_portable = {
@@ -345,23 +337,71 @@ size_t annex_vector_bytes(annex_elem elem, size_t dims) {
 
 size_t annex_code_bytes(size_t dims) { return ANNEX_CODE_HEADER + dims; }
 
-void annex_code_encode(const float *x, size_t dims, unsigned char *row) {
-  float lo = dims ? x[0] : 0.0f, hi = lo, de, inv;
+void annex_code_encode(const float *x, const float *centre, size_t dims,
+                       unsigned char *row) {
+  float lo = 0.0f, hi = 0.0f, de, inv, n2;
   unsigned char *c = row + ANNEX_CODE_HEADER;
-  for (size_t i = 1; i < dims; i++) {
-    if (x[i] < lo) lo = x[i];
-    if (x[i] > hi) hi = x[i];
+  double sq = 0.0;
+  for (size_t i = 0; i < dims; i++) {
+    float w = centre ? x[i] - centre[i] : x[i];
+    if (i == 0 || w < lo) lo = w;
+    if (i == 0 || w > hi) hi = w;
   }
   de = (hi - lo) / 255.0f;
   /* A constant vector (or a range too small to divide) decodes to lo. */
   inv = de > 0.0f && isfinite(1.0f / de) ? 1.0f / de : 0.0f;
   if (inv == 0.0f) de = 0.0f;
   for (size_t i = 0; i < dims; i++) {
-    float v = (x[i] - lo) * inv + 0.5f;
+    float w = centre ? x[i] - centre[i] : x[i];
+    float v = (w - lo) * inv + 0.5f;
+    double y;
     c[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned char)v;
+    y = (double)lo + (double)de * c[i];
+    sq += y * y;
   }
+  n2 = (float)sq;
   memcpy(row, &lo, sizeof lo);
   memcpy(row + sizeof lo, &de, sizeof de);
+  memcpy(row + 2 * sizeof lo, &n2, sizeof n2);
+}
+
+/* Largest |u[i]| of a prepared query, 2^14 - 1: the bound ANNEX_CODE_BLOCK
+** is sized for. */
+#define ANNEX_CODE_STEPS 16383
+
+size_t annex_code_query_bytes(size_t dims) {
+  return ANNEX_CODE_QUERY_HEADER + sizeof(int16_t) * ((dims + 31) & ~(size_t)31);
+}
+
+void annex_code_query(annex_metric metric, const float *q,
+                      const float *centre, size_t dims, void *out) {
+  const int bL2 = metric == ANNEX_METRIC_L2 && centre != NULL;
+  int16_t *u = (int16_t *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+  double q1 = 0.0, q2 = 0.0, qm = 0.0;
+  float mx = 0.0f, step, inv, h[4];
+  for (size_t i = 0; i < dims; i++) {
+    float v = bL2 ? q[i] - centre[i] : q[i];
+    q1 += v;
+    q2 += (double)v * v;
+    if (!bL2 && centre) qm += (double)q[i] * centre[i];
+    if (fabsf(v) > mx) mx = fabsf(v);
+  }
+  step = mx / (float)ANNEX_CODE_STEPS;
+  /* All steps zero (a zero or vanishing query): P is 0, q1 and q2 exact. */
+  inv = step > 0.0f && isfinite(1.0f / step) ? 1.0f / step : 0.0f;
+  for (size_t i = 0; i < dims; i++) {
+    float v = bL2 ? q[i] - centre[i] : q[i];
+    long k = lrintf(v * inv);
+    if (k > ANNEX_CODE_STEPS) k = ANNEX_CODE_STEPS;
+    if (k < -ANNEX_CODE_STEPS) k = -ANNEX_CODE_STEPS;
+    u[i] = (int16_t)k;
+  }
+  for (size_t i = dims; i < ((dims + 31) & ~(size_t)31); i++) u[i] = 0;
+  h[0] = (float)q2;
+  h[1] = (float)q1;
+  h[2] = inv > 0.0f ? step : 0.0f;
+  h[3] = (float)qm;
+  memcpy(out, h, sizeof h);
 }
 
 annex_dist_fn annex_code_kernel(annex_metric metric) {

@@ -74,17 +74,39 @@ void annex_distance_many(annex_elem elem, annex_metric metric,
 /* 8-bit code rows: locally-adaptive scalar quantization (each vector its
 ** own range; Aguerrebere et al., "Similarity search in the blink of an eye
 ** with compressed indices", VLDB 2023). A float32 vector x of d dims is
-**   f32 lo, f32 delta, d x u8 c          (ANNEX_CODE_HEADER + d bytes)
-** with lo = min x, delta = (max x - lo) / 255 and c[i] = round((x[i] - lo)
-** / delta); it decodes to lo + delta * c[i], within delta / 2 of x[i]. The
-** floats are in host order (rows live in memory only, never on disk). */
-#define ANNEX_CODE_HEADER 8
+** coded relative to a centre m that the caller keeps fixed for every row and
+** query scored together (NULL: the origin):
+**   f32 lo, f32 delta, f32 norm2, d x u8 c   (ANNEX_CODE_HEADER + d bytes)
+** with w = x - m, lo = min w, delta = (max w - lo) / 255, c[i] = round((w[i]
+** - lo) / delta) and norm2 = sum (lo + delta * c[i])^2; the row decodes to
+** m[i] + lo + delta * c[i], within delta / 2 of x[i]. A centre near the data
+** (for example one of its vectors) keeps the l2 sums below free of
+** cancellation when the data lies far from the origin. The floats are in
+** host order (rows live in memory only, never on disk).
+**
+** A query is prepared once per search (annex_code_query) into
+**   f32 q2, f32 q1, f32 step, f32 qm, i16 u[d rounded up to 32, zero-padded]
+** where v = q - m for l2 and v = q for ip, u[i] = round(v[i] / step) with
+** step = max |v| / 16383, q1 = sum v, q2 = sum v^2 (exact values) and qm =
+** q.m (ip with a centre). A kernel then needs one integer dot product P =
+** sum u[i] * c[i]:
+**   l2   |q - decoded|^2 = q2 + norm2 - 2 (lo q1 + delta step P)
+**   ip   -(q . decoded)  = -(qm + lo q1 + delta step P)
+** Rounding v to u moves a score by at most delta * step / 2 * sum c (l2:
+** twice that): with 15-bit steps, far less than the codes' own error. */
+#define ANNEX_CODE_HEADER 12
+#define ANNEX_CODE_QUERY_HEADER 16
 size_t annex_code_bytes(size_t dims);
-/* x must be finite. */
-void annex_code_encode(const float *x, size_t dims, unsigned char *row);
-/* The kernel scoring a float32 query (a) against a code row (b), with the
+/* x (and centre) must be finite. */
+void annex_code_encode(const float *x, const float *centre, size_t dims,
+                       unsigned char *row);
+size_t annex_code_query_bytes(size_t dims);
+/* Prepare query q (finite) for the code kernel of metric (l2 or ip). */
+void annex_code_query(annex_metric metric, const float *q,
+                      const float *centre, size_t dims, void *out);
+/* The kernel scoring a prepared query (a) against a code row (b), with the
 ** score of the table above on the decoded vector: l2 for ANNEX_METRIC_L2,
-** -(a.decoded) for ANNEX_METRIC_IP; NULL for any other metric. */
+** -(q.decoded) for ANNEX_METRIC_IP; NULL for any other metric. */
 annex_dist_fn annex_code_kernel(annex_metric metric);
 
 #endif /* ANNEX_DISTANCE_H */

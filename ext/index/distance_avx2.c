@@ -278,60 +278,57 @@ static float bit_hamming_avx2(const void *pA, const void *pB, size_t dims) {
 
 /* ------------------------------------------------------------ code rows */
 
-/* 8 codes at c widened to floats. */
-static __m256 code_ld(const unsigned char *c) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c)));
+/* P = sum u[i] * c[i] over at most ANNEX_CODE_BLOCK dims: codes widened
+** to int16 and multiplied with VPMADDWD into int32 lanes; a tail of under
+** 16 codes is copied into a zeroed buffer (u is zero-padded to 32). */
+static inline __attribute__((always_inline)) int32_t code_dot_block_avx2(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+  size_t i = 0;
+  for (; i + 32 <= dims; i += 32) {
+    __m256i c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i)));
+    __m256i c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i + 16)));
+    s0 = _mm256_add_epi32(
+        s0, _mm256_madd_epi16(c0, _mm256_loadu_si256((const __m256i *)(u + i))));
+    s1 = _mm256_add_epi32(
+        s1, _mm256_madd_epi16(c1, _mm256_loadu_si256((const __m256i *)(u + i + 16))));
+  }
+  for (; i < dims; i += 16) {
+    unsigned char aTail[16] = {0};
+    const unsigned char *p = c + i;
+    if (dims - i < 16) {
+      memcpy(aTail, c + i, dims - i);
+      p = aTail;
+    }
+    s0 = _mm256_add_epi32(
+        s0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)),
+                              _mm256_loadu_si256((const __m256i *)(u + i))));
+  }
+  return i32_hsum(_mm256_add_epi32(s0, s1));
+}
+
+/* P over any dims: blocks summed in int64. */
+static inline __attribute__((always_inline)) int64_t code_dot_avx2(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  int64_t tot = 0;
+  if (dims <= ANNEX_CODE_BLOCK) return code_dot_block_avx2(u, c, dims);
+  for (size_t i = 0; i < dims; i += ANNEX_CODE_BLOCK) {
+    size_t n = dims - i < ANNEX_CODE_BLOCK ? dims - i : ANNEX_CODE_BLOCK;
+    tot += code_dot_block_avx2(u + i, c + i, n);
+  }
+  return tot;
 }
 
 static float code_l2_avx2(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de, s;
-  __m256 vlo, vde, s0 = _mm256_setzero_ps(), s1 = s0;
-  size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  vlo = _mm256_set1_ps(lo);
-  vde = _mm256_set1_ps(de);
-  for (; i + 16 <= dims; i += 16) {
-    __m256 e0 = _mm256_fnmadd_ps(code_ld(c + i), vde,
-                                 _mm256_sub_ps(f32_ld(q + 4 * i), vlo));
-    __m256 e1 = _mm256_fnmadd_ps(code_ld(c + i + 8), vde,
-                                 _mm256_sub_ps(f32_ld(q + 4 * i + 32), vlo));
-    s0 = _mm256_fmadd_ps(e0, e0, s0);
-    s1 = _mm256_fmadd_ps(e1, e1, s1);
-  }
-  s = f32_hsum(_mm256_add_ps(s0, s1));
-  for (; i < dims; i++) {
-    float x, e;
-    memcpy(&x, q + 4 * i, sizeof x);
-    e = (x - lo) - de * (float)c[i];
-    s += e * e;
-  }
-  return s;
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(
+      pQ, row, code_dot_avx2(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
 static float code_ip_avx2(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de, d, t;
-  __m256 d0 = _mm256_setzero_ps(), d1 = d0, t0 = d0, t1 = d0;
-  size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  for (; i + 16 <= dims; i += 16) {
-    __m256 q0 = f32_ld(q + 4 * i), q1 = f32_ld(q + 4 * i + 32);
-    d0 = _mm256_fmadd_ps(q0, code_ld(c + i), d0);
-    d1 = _mm256_fmadd_ps(q1, code_ld(c + i + 8), d1);
-    t0 = _mm256_add_ps(t0, q0);
-    t1 = _mm256_add_ps(t1, q1);
-  }
-  d = f32_hsum(_mm256_add_ps(d0, d1));
-  t = f32_hsum(_mm256_add_ps(t0, t1));
-  for (; i < dims; i++) {
-    float x;
-    memcpy(&x, q + 4 * i, sizeof x);
-    d += x * (float)c[i];
-    t += x;
-  }
-  return -(lo * t + de * d);
+  const unsigned char *row = pRow;
+  return annex_code_ip_score(
+      pQ, row, code_dot_avx2(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
 const annex_kernels annex_kernels_avx2 = {

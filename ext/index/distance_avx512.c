@@ -278,67 +278,53 @@ static float bit_hamming_avx512_vpopcnt(const void *pA, const void *pB,
 
 /* ------------------------------------------------------------ code rows */
 
-/* 16 codes at c widened to floats (the first r < 16 with the tail form). */
-static __m512 code_ld(const unsigned char *c) {
-  return _mm512_cvtepi32_ps(
-      _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c)));
+/* P = sum u[i] * c[i] over at most ANNEX_CODE_BLOCK dims: codes widened
+** to int16 and multiplied with VPMADDWD into int32 lanes; the tail is a
+** masked load (u is zero-padded to 32). */
+static inline __attribute__((always_inline)) int32_t code_dot_block_avx512(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+  size_t i = 0;
+  for (; i + 64 <= dims; i += 64) {
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(c + i)));
+    __m512i c1 = _mm512_cvtepu8_epi16(
+        _mm256_loadu_si256((const __m256i *)(c + i + 32)));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(c0, _mm512_loadu_si512(u + i)));
+    s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(c1, _mm512_loadu_si512(u + i + 32)));
+  }
+  for (; i < dims; i += 32) {
+    size_t r = dims - i < 32 ? dims - i : 32;
+    __mmask32 m = r == 32 ? ~(__mmask32)0 : (((__mmask32)1 << r) - 1u);
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, c + i));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(c0, _mm512_loadu_si512(u + i)));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
 }
 
-static __m512 code_ld_tail(const unsigned char *c, size_t r) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-      _mm_maskz_loadu_epi8((__mmask16)((1u << r) - 1u), c)));
+/* P over any dims: blocks summed in int64. */
+static inline __attribute__((always_inline)) int64_t code_dot_avx512(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  int64_t tot = 0;
+  if (dims <= ANNEX_CODE_BLOCK) return code_dot_block_avx512(u, c, dims);
+  for (size_t i = 0; i < dims; i += ANNEX_CODE_BLOCK) {
+    size_t n = dims - i < ANNEX_CODE_BLOCK ? dims - i : ANNEX_CODE_BLOCK;
+    tot += code_dot_block_avx512(u + i, c + i, n);
+  }
+  return tot;
 }
 
-/* (q - lo) - delta * c, squared and summed: two independent accumulators
-** (the kernel waits on memory far more than on the FMA chain). */
 static float code_l2_avx512(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de;
-  __m512 vlo, vde, s0 = _mm512_setzero_ps(), s1 = s0;
-  size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  vlo = _mm512_set1_ps(lo);
-  vde = _mm512_set1_ps(de);
-  for (; i + 32 <= dims; i += 32) {
-    __m512 e0 = _mm512_fnmadd_ps(code_ld(c + i), vde,
-                                 _mm512_sub_ps(f32_ld(q + 4 * i), vlo));
-    __m512 e1 = _mm512_fnmadd_ps(code_ld(c + i + 16), vde,
-                                 _mm512_sub_ps(f32_ld(q + 4 * i + 64), vlo));
-    s0 = _mm512_fmadd_ps(e0, e0, s0);
-    s1 = _mm512_fmadd_ps(e1, e1, s1);
-  }
-  for (; i < dims; i += 16) {
-    size_t r = dims - i < 16 ? dims - i : 16;
-    __m512 e = _mm512_fnmadd_ps(code_ld_tail(c + i, r), vde,
-                                _mm512_sub_ps(f32_ld_tail(q + 4 * i, r), vlo));
-    if (r < 16) e = _mm512_maskz_mov_ps((__mmask16)((1u << r) - 1u), e);
-    s0 = _mm512_fmadd_ps(e, e, s0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(
+      pQ, row,
+      code_dot_avx512(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
-/* -(lo * sum(q) + delta * q.c). */
 static float code_ip_avx512(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *q = pQ, *row = pRow, *c = row + ANNEX_CODE_HEADER;
-  float lo, de;
-  __m512 d0 = _mm512_setzero_ps(), d1 = d0, t0 = d0, t1 = d0;
-  size_t i = 0;
-  annex_code_range(row, &lo, &de);
-  for (; i + 32 <= dims; i += 32) {
-    __m512 q0 = f32_ld(q + 4 * i), q1 = f32_ld(q + 4 * i + 64);
-    d0 = _mm512_fmadd_ps(q0, code_ld(c + i), d0);
-    d1 = _mm512_fmadd_ps(q1, code_ld(c + i + 16), d1);
-    t0 = _mm512_add_ps(t0, q0);
-    t1 = _mm512_add_ps(t1, q1);
-  }
-  for (; i < dims; i += 16) {
-    size_t r = dims - i < 16 ? dims - i : 16;
-    __m512 q0 = f32_ld_tail(q + 4 * i, r);
-    d0 = _mm512_fmadd_ps(q0, code_ld_tail(c + i, r), d0);
-    t0 = _mm512_add_ps(t0, q0);
-  }
-  return -(lo * _mm512_reduce_add_ps(_mm512_add_ps(t0, t1)) +
-           de * _mm512_reduce_add_ps(_mm512_add_ps(d0, d1)));
+  const unsigned char *row = pRow;
+  return annex_code_ip_score(
+      pQ, row,
+      code_dot_avx512(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
 }
 
 static const annex_kernels kernels_avx512 = {

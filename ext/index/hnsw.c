@@ -24,8 +24,10 @@
 ** Invariant: every id named in any list is < nCap, so the search loop needs
 ** no range check (annex_hnsw_put reserves up to the largest id it names).
 **
-** Queries with codes walk every level scoring code rows (a quarter of the
-** vector's bytes: at 1M x 128 a query waits mostly for those lines), then
+** Queries with codes prepare the query once (annex_code_query: 15-bit
+** steps, so a code row costs one integer dot product) and walk every level
+** scoring code rows (a quarter of the vector's bytes; l2 rows are centred
+** on the first vector coded, which stays the graph's centre), then
 ** re-score the ef nodes they end with against the float vectors, so every
 ** score returned is exact and only the order of the walk is approximate.
 ** Insertion always scores float vectors: the graph is the exact one.
@@ -106,13 +108,17 @@ typedef struct hnsw_ctx {
   int anSel[ANNEX_HNSW_MAX_LEVEL + 1]; /* planned links per level */
   uint32_t *aCopy;   /* a copy of one list, read under its lock */
   unsigned char *aQ; /* one vector in stored form (the query) */
+  unsigned char *aQC; /* the query prepared for code rows, or NULL */
 } hnsw_ctx;
 
 struct annex_hnsw {
   annex_hnsw_params p;   /* parameters, M and efConstruction clamped */
   annex_dist_fn xDist;   /* kernel over stored-form vectors */
   annex_dist_fn xCode;   /* kernel over code rows, NULL: no codes */
+  annex_metric eCode;    /* its metric (l2 or ip) */
   size_t nCB;            /* bytes of one code row (0: no codes) */
+  float *aCentre;        /* l2 codes: their centre, the first vector coded */
+  int bCentre;           /* aCentre is set (fixed from then on) */
   int bCos;              /* cosine: stored unit-normalised float32 */
   size_t nVB;            /* bytes of one stored vector */
   size_t nIn;            /* bytes of one caller vector */
@@ -179,12 +185,16 @@ static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
 /* After id's stored vector is written: its code row, when there are codes. */
 static inline void hnsw_encode(annex_hnsw *g, uint32_t id) {
   if (g->xCode) {
-    annex_code_encode((const float *)hnsw_vec(g, id), g->p.nDim,
-                      g->aCode + (size_t)id * g->nCB);
+    const float *v = (const float *)hnsw_vec(g, id);
+    if (g->aCentre && !g->bCentre) {
+      memcpy(g->aCentre, v, sizeof(float) * g->p.nDim);
+      g->bCentre = 1;
+    }
+    annex_code_encode(v, g->aCentre, g->p.nDim, g->aCode + (size_t)id * g->nCB);
   }
 }
 
-/* Score of the stored-form query q against id's code row. */
+/* Score of the prepared query q (annex_code_query) against id's code row. */
 static inline float hnsw_code_dist(const annex_hnsw *g, const void *q,
                                    uint32_t id) {
   return g->xCode(q, g->aCode + (size_t)id * g->nCB, g->nKDim);
@@ -347,6 +357,7 @@ static void hnsw_ctx_free(hnsw_ctx *c) {
   annex_free(c->aSel);
   annex_free(c->aCopy);
   annex_free(c->aQ);
+  annex_free(c->aQC);
   memset(c, 0, sizeof *c);
 }
 
@@ -356,8 +367,10 @@ static int hnsw_ctx_init(const annex_hnsw *g, hnsw_ctx *c, uint32_t nTag) {
   c->aSel = annex_malloc(sizeof(uint32_t) * (ANNEX_HNSW_MAX_LEVEL + 1) * g->nM);
   c->aCopy = annex_malloc(sizeof(uint32_t) * (g->nS0 + 1));
   c->aQ = annex_malloc(g->nVB);
+  if (g->xCode) c->aQC = annex_malloc(annex_code_query_bytes(g->p.nDim));
   if (nTag) c->aTag = annex_calloc(nTag, sizeof(uint16_t));
-  if (!c->aSel || !c->aCopy || !c->aQ || (nTag && !c->aTag) ||
+  if (!c->aSel || !c->aCopy || !c->aQ || (g->xCode && !c->aQC) ||
+      (nTag && !c->aTag) ||
       hnsw_grow((void **)&c->aScr, &c->nScrCap, g->nM0 + 1, sizeof(hnsw_pair))) {
     hnsw_ctx_free(c);
     return ANNEX_HNSW_NOMEM;
@@ -400,6 +413,7 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   if (eStore == ANNEX_ELEM_FLOAT32 && !p->bExact &&
       p->nDim >= HNSW_CODE_MIN_DIM) {
     g->xCode = annex_code_kernel(eKernel);
+    g->eCode = eKernel;
     g->nCB = g->xCode ? annex_code_bytes(p->nDim) : 0;
   }
   g->nKDim = p->nDim;
@@ -414,7 +428,14 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   g->iEntry = -1;
   g->nTop = -1;
   g->pIn = annex_malloc(g->nIn);
-  if (g->pIn == NULL || hnsw_ctx_init(g, &g->ctx0, 0)) {
+  /* l2 codes are centred on a vector of the data, so that data far from the
+  ** origin does not make their sums cancel (distance.h). */
+  if (g->xCode && g->eCode == ANNEX_METRIC_L2) {
+    g->aCentre = annex_calloc(p->nDim, sizeof(float));
+  }
+  if (g->pIn == NULL || (g->xCode && g->eCode == ANNEX_METRIC_L2 &&
+                         g->aCentre == NULL) ||
+      hnsw_ctx_init(g, &g->ctx0, 0)) {
     annex_hnsw_free(g);
     return ANNEX_HNSW_NOMEM;
   }
@@ -433,6 +454,7 @@ void annex_hnsw_free(annex_hnsw *g) {
   annex_free(g->apUp);
   annex_free(g->aVec);
   annex_free(g->aCode);
+  annex_free(g->aCentre);
   annex_free(g->aDirty);
   annex_free(g->aRemoved);
   annex_free(g->aLock);
@@ -992,10 +1014,15 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   if (ef < k) ef = k;
   hnsw_prepare(g, pQuery, c->aQ);
   cur.id = e;
-  cur.d = g->xCode ? hnsw_code_dist(g, c->aQ, e)
-                   : hnsw_dist(g, c->aQ, hnsw_vec(g, e));
-  rc = hnsw_descend(g, c, c->aQ, cur, top, ef, aAccept, nAcceptBits,
-                    g->xCode != NULL, &nRes);
+  if (g->xCode) {
+    annex_code_query(g->eCode, (const float *)c->aQ, g->aCentre, g->p.nDim,
+                     c->aQC);
+    cur.d = hnsw_code_dist(g, c->aQC, e);
+  } else {
+    cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
+  }
+  rc = hnsw_descend(g, c, g->xCode ? c->aQC : c->aQ, cur, top, ef, aAccept,
+                    nAcceptBits, g->xCode != NULL, &nRes);
   if (rc) return rc;
   if (g->xCode) hnsw_rescore(g, c->aQ, c->aRes, nRes);
   hnsw_sort(c->aRes, nRes);
