@@ -343,6 +343,7 @@ static void test_sift_serial(void **state) {
   g = new_graph(ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, 128, 16, 200);
   insert_all(g, ds.base.a, ds.base.n);
   assert_int_equal(annex_hnsw_count(g), ds.base.n);
+  assert_true(annex_hnsw_consistent(g));
   r = recall_sift(g, &ds, 10, 64);
   print_message("sift5k serial: recall@10 %.4f at ef 64\n", r);
   assert_true(r >= 0.95);
@@ -378,6 +379,7 @@ static void test_sift_batch(void **state) {
                                            NULL, NULL),
                    ANNEX_HNSW_OK);
   assert_int_equal(annex_hnsw_count(g), ds.base.n);
+  assert_true(annex_hnsw_consistent(g));
   r = recall_sift(g, &ds, 10, 64);
   print_message("sift5k batch (2 threads): recall@10 %.4f at ef 64\n", r);
   assert_true(r >= 0.95);
@@ -609,6 +611,7 @@ static void test_repair(void **state) {
   }
   assert_int_equal(annex_hnsw_repair(g, aLive, (uint64_t)n, 2), 0);
   assert_int_equal(annex_hnsw_count(g), n - nDead);
+  assert_true(annex_hnsw_consistent(g));
   check_graph(g, (uint32_t)n); /* no list names a dead node */
   /* exactly the dead are reported removed, and none of them is dirty */
   {
@@ -779,6 +782,7 @@ static void test_records_lazy(void **state) {
     print_message("lazy: first query loaded %d of %d nodes\n", m.nRecord, n);
     assert_true(m.nRecord < n / 5);
     assert_int_equal((int)annex_hnsw_count(g3), m.nRecord);
+    assert_true(annex_hnsw_consistent(g3));
   }
   same_results(g, g3, a + (size_t)n * d, nq, d);
   assert_true(annex_hnsw_count(g3) < (size_t)n);
@@ -796,6 +800,7 @@ static void test_records_lazy(void **state) {
   annex_hnsw_set_io(g3, NULL);
   annex_hnsw_reset(g3);
   assert_int_equal(annex_hnsw_count(g3), 0);
+  assert_true(annex_hnsw_consistent(g3));
   assert_int_equal(annex_hnsw_load(g3, 3), ANNEX_HNSW_ABSENT);
   /* corrupt records met while searching: CORRUPT, no crash */
   m.bCorrupt = 1;
@@ -933,12 +938,14 @@ static void test_batch_stop(void **state) {
                                            &nCalls),
                    7);
   nIn = annex_hnsw_count(g);
+  assert_true(annex_hnsw_consistent(g));
   assert_true(nCalls >= 1);
   assert_true(nIn > 0 && nIn < (size_t)n);
   assert_int_equal(check_graph(g, n), nIn);
   /* the rest still goes in afterwards (already inserted ones are re-linked) */
   assert_int_equal(annex_hnsw_insert_batch(g, aId, n, aV, 2, NULL, NULL), 0);
   assert_int_equal(annex_hnsw_count(g), n);
+  assert_true(annex_hnsw_consistent(g));
   check_graph(g, n);
   assert_true(recall_bf(g, a, 50, a, n, 10, 40, NULL) >= 0.95);
   /* ids out of range, or missing when vectors are not given */

@@ -11,8 +11,11 @@
 ** dead nodes, dirty/removed bookkeeping and the node record codec.
 **
 ** Layout, every array indexed by node id (capacity nCap):
-**   aState   one byte: HNSW_ST_* (the only thing the search loop checks
-**            before scoring a neighbour)
+**   aState   one byte: HNSW_ST_* (what a batch's searches check before
+**            scoring a neighbour)
+**   aLiveBit bitmap: state == HNSW_ST_LIVE, kept with aState by
+**            hnsw_set_state (what serial searches check: 1/8 of the bytes,
+**            so it stays in cache where aState's random lines do not)
 **   aLevel   one byte: the node's top level
 **   aL0      level-0 lists, fixed stride 1 + 2M u32: count, then ids
 **   apUp     per node, one block of L lists of stride 1 + M (levels 1..L)
@@ -132,6 +135,7 @@ struct annex_hnsw {
   size_t nNode;          /* nodes in memory (HNSW_ST_LIVE) */
   size_t nUpBytes;       /* bytes held by the apUp blocks */
   unsigned char *aState; /* HNSW_ST_* per id */
+  unsigned char *aLiveBit; /* bitmap: aState is HNSW_ST_LIVE */
   unsigned char *aLevel; /* top level per id */
   uint32_t *aL0;         /* level-0 lists */
   uint32_t **apUp;       /* upper lists per id, or NULL */
@@ -176,6 +180,17 @@ static inline void hnsw_unlock(unsigned char *p) {
 
 static inline unsigned hnsw_state(const annex_hnsw *g, uint32_t id) {
   return __atomic_load_n(&g->aState[id], HNSW_RELAXED);
+}
+
+/* Set id's state and its live bit (outside a batch's team: serial). */
+static inline void hnsw_set_state(annex_hnsw *g, uint32_t id, unsigned st) {
+  unsigned char m = (unsigned char)(1u << (id & 7));
+  g->aState[id] = (unsigned char)st;
+  if (st == HNSW_ST_LIVE) {
+    g->aLiveBit[id >> 3] |= m;
+  } else {
+    g->aLiveBit[id >> 3] &= (unsigned char)~m;
+  }
 }
 
 static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
@@ -456,6 +471,7 @@ void annex_hnsw_free(annex_hnsw *g) {
   annex_free(g->aCode);
   annex_free(g->aCentre);
   annex_free(g->aDirty);
+  annex_free(g->aLiveBit);
   annex_free(g->aRemoved);
   annex_free(g->aLock);
   annex_free(g->pIn);
@@ -546,6 +562,7 @@ int annex_hnsw_reserve(annex_hnsw *g, uint32_t n) {
       (g->nCB &&
        hnsw_grow_array((void **)&g->aCode, nOld, nNew, g->nCB)) ||
       hnsw_grow_array((void **)&g->aDirty, b0, b1, 1) ||
+      hnsw_grow_array((void **)&g->aLiveBit, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->aRemoved, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->ctx0.aTag, g->ctx0.nTag, nNew, 2)) {
     return ANNEX_HNSW_NOMEM;
@@ -560,6 +577,16 @@ int annex_hnsw_has(const annex_hnsw *g, uint32_t id) {
 }
 
 size_t annex_hnsw_count(const annex_hnsw *g) { return g->nNode; }
+
+int annex_hnsw_consistent(const annex_hnsw *g) {
+  size_t nLive = 0;
+  for (uint32_t i = 0; i < g->nCap; i++) {
+    int bLive = g->aState[i] == HNSW_ST_LIVE;
+    if (bLive != hnsw_bit(g->aLiveBit, i)) return 0;
+    nLive += (size_t)bLive;
+  }
+  return nLive == g->nNode;
+}
 
 size_t annex_hnsw_memory(const annex_hnsw *g) {
   size_t n = g->nCap;
@@ -596,7 +623,7 @@ static void hnsw_forget(annex_hnsw *g, uint32_t id) {
     g->apUp[id] = NULL;
   }
   if (g->aState[id] == HNSW_ST_LIVE) g->nNode--;
-  g->aState[id] = HNSW_ST_NONE;
+  hnsw_set_state(g, id, HNSW_ST_NONE);
   g->aDirty[id >> 3] &= (unsigned char)~(1u << (id & 7));
   g->aLevel[id] = 0;
   g->aL0[(size_t)id * g->nS0] = 0;
@@ -707,7 +734,7 @@ int annex_hnsw_put(annex_hnsw *g, uint32_t id, const unsigned char *aRec,
   hnsw_prepare(g, pVec, g->aVec + (size_t)id * g->nVB);
   hnsw_encode(g, id);
   if (g->aState[id] != HNSW_ST_LIVE) g->nNode++;
-  g->aState[id] = HNSW_ST_LIVE;
+  hnsw_set_state(g, id, HNSW_ST_LIVE);
   return ANNEX_HNSW_OK;
 }
 
@@ -723,7 +750,7 @@ int annex_hnsw_load(annex_hnsw *g, uint32_t id) {
   rc = g->io.xVector(g->io.pCtx, id, g->pIn);
   if (rc == ANNEX_HNSW_OK) rc = g->io.xRecord(g->io.pCtx, id, &a, &n);
   if (rc == ANNEX_HNSW_ABSENT) {
-    if (id < g->nCap) g->aState[id] = HNSW_ST_NOREC;
+    if (id < g->nCap) hnsw_set_state(g, id, HNSW_ST_NOREC);
     return rc;
   }
   if (rc) return rc;
@@ -854,14 +881,17 @@ static inline __attribute__((always_inline)) int hnsw_search_layer(
     ** x 128 a query is mostly waiting for these lines. */
     for (uint32_t j = 1; j <= cnt; j++) {
       __builtin_prefetch(aTag + list[j]);
-      __builtin_prefetch(aState + list[j]);
+      if (bPar) __builtin_prefetch(aState + list[j]);
     }
     nNb = 0;
     for (uint32_t j = 1; j <= cnt; j++) {
       uint32_t nb = list[j];
       if (aTag[nb] == iEpoch) continue;
       aTag[nb] = iEpoch;
-      if (__atomic_load_n(&aState[nb], HNSW_RELAXED) != HNSW_ST_LIVE) continue;
+      if (bPar ? __atomic_load_n(&aState[nb], HNSW_RELAXED) != HNSW_ST_LIVE
+               : !hnsw_bit(g->aLiveBit, nb)) {
+        continue;
+      }
       if (lev > 0 && g->aLevel[nb] < lev) continue;
       aNb[nNb++] = nb;
       hnsw_prefetch(aVec + (size_t)nb * nVB, 0, nHead);
@@ -1141,6 +1171,7 @@ static void hnsw_link(annex_hnsw *g, hnsw_ctx *c, uint32_t id, int L,
   if (bPar) hnsw_unlock(&g->aLock[id]);
   hnsw_mark_dirty(g, id, bPar);
   __atomic_store_n(&g->aState[id], HNSW_ST_LIVE, __ATOMIC_RELEASE);
+  hnsw_set_bit_atomic(g->aLiveBit, id);
   for (int l = 0; l <= L && l <= top; l++) {
     const uint32_t *sel = c->aSel + (size_t)l * g->nM;
     for (int j = 0; j < c->anSel[l]; j++) hnsw_add_link(g, c, sel[j], id, l, bPar);
@@ -1279,10 +1310,10 @@ static int hnsw_batch_prepare(annex_hnsw *g, hnsw_batch *b, const void *aVec) {
       hnsw_prepare(g, (const unsigned char *)aVec + i * g->nIn,
                    g->aVec + (size_t)id * g->nVB);
       hnsw_encode(g, id);
-      if (g->aState[id] != HNSW_ST_LIVE) g->aState[id] = HNSW_ST_PENDNEW;
+      if (g->aState[id] != HNSW_ST_LIVE) hnsw_set_state(g, id, HNSW_ST_PENDNEW);
     } else {
       for (int l = 0; l <= g->aLevel[id]; l++) hnsw_list(g, id, l)[0] = 0;
-      g->aState[id] = HNSW_ST_PENDOLD;
+      hnsw_set_state(g, id, HNSW_ST_PENDOLD);
       g->nNode--;
       if (g->iEntry == (int64_t)id) g->iEntry = -1, g->nTop = -1;
     }
@@ -1298,7 +1329,7 @@ static void hnsw_batch_restore(annex_hnsw *g, hnsw_batch *b) {
     if (g->aState[id] == HNSW_ST_PENDNEW) {
       hnsw_forget(g, id);
     } else if (g->aState[id] == HNSW_ST_PENDOLD) {
-      g->aState[id] = HNSW_ST_LIVE; /* in memory, lists empty */
+      hnsw_set_state(g, id, HNSW_ST_LIVE); /* in memory, lists empty */
       g->nNode++;
       hnsw_mark_dirty(g, id, 0);
       if (g->iEntry < 0 || g->aLevel[id] > g->nTop) {

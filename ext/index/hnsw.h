@@ -120,6 +120,9 @@ int annex_hnsw_put(annex_hnsw *g, uint32_t id, const unsigned char *aRec,
 int annex_hnsw_has(const annex_hnsw *g, uint32_t id);
 /* Nodes in memory. */
 size_t annex_hnsw_count(const annex_hnsw *g);
+/* 1 when the graph's bookkeeping agrees with itself (each id's live bit
+** with its state, the node count with the live states), else 0: for tests. */
+int annex_hnsw_consistent(const annex_hnsw *g);
 /* Bytes of memory the graph holds (arrays, lists, vectors). */
 size_t annex_hnsw_memory(const annex_hnsw *g);
 
