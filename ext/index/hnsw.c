@@ -790,19 +790,32 @@ static inline const uint32_t *hnsw_read_list(annex_hnsw *g, hnsw_ctx *c,
 ** scoring code rows when bCode. */
 static int hnsw_greedy(annex_hnsw *g, hnsw_ctx *c, const void *q,
                        hnsw_pair *pCur, int lev, int bPar, int bCode) {
+  const size_t nRow = bCode ? g->nCB : g->nVB;
+  const size_t nHead = nRow < HNSW_PREFETCH_HEAD ? nRow : HNSW_PREFETCH_HEAD;
   int bMoved = 1;
   while (bMoved) {
     const uint32_t *list;
+    const unsigned char *aRow;
     bMoved = 0;
     if (g->bIo && !bPar) {
       int rc = hnsw_ensure(g, pCur->id, lev);
       if (rc) return rc;
     }
     list = hnsw_read_list(g, c, pCur->id, lev, bPar);
+    aRow = bCode ? g->aCode : g->aVec; /* after loads, which may move it */
+    /* Each step waits for its list's neighbours: ask for all at once. */
+    for (uint32_t j = 1; j <= list[0]; j++) {
+      __builtin_prefetch(g->aLevel + list[j]);
+      hnsw_prefetch(aRow + (size_t)list[j] * nRow, 0, nHead);
+    }
     for (uint32_t j = 1; j <= list[0]; j++) {
       uint32_t nb = list[j];
       float d;
-      if (hnsw_state(g, nb) != HNSW_ST_LIVE || g->aLevel[nb] < lev) continue;
+      if ((bPar ? hnsw_state(g, nb) != HNSW_ST_LIVE
+                : !hnsw_bit(g->aLiveBit, nb)) ||
+          g->aLevel[nb] < lev) {
+        continue;
+      }
       d = bCode ? hnsw_code_dist(g, q, nb) : hnsw_dist(g, q, hnsw_vec(g, nb));
       if (d < pCur->d) {
         pCur->d = d;
@@ -1017,7 +1030,7 @@ static int hnsw_descend(annex_hnsw *g, hnsw_ctx *c, const void *q,
 ** vectors asked for a few ahead. */
 static void hnsw_rescore(const annex_hnsw *g, const void *q, hnsw_pair *a,
                          size_t n) {
-  const size_t nAhead = 4, nPf = g->nVB < HNSW_PREFETCH_ALL ? g->nVB
+  const size_t nAhead = 8, nPf = g->nVB < HNSW_PREFETCH_ALL ? g->nVB
                                                             : HNSW_PREFETCH_ALL;
   for (size_t i = 0; i < n && i < nAhead; i++) {
     hnsw_prefetch(hnsw_vec(g, a[i].id), 0, nPf);
