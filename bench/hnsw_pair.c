@@ -3,6 +3,7 @@
 **
 **   hnsw_pair --a A.so --b B.so --data DIR --db FILE [--ef 32] [--k 10]
 **             [--pairs 20] [--table t] [--column embedding]
+**             [--b-db FILE] [--b-sql SQL] [--b-entry NAME]
 **
 ** Opens FILE twice, one connection per build (each build is its own
 ** shared object with only its entry points exported, so the two live side
@@ -17,6 +18,13 @@
 **
 ** Separate runs of the two builds cannot resolve a few percent here;
 ** this can (bench/README.md, "Paired A/B").
+**
+** Side B may be another SQLite extension on its own database: --b-sql is
+** its query (?1 the float32 query blob; k and ef written into it), --b-db
+** its file and --b-entry its entry point ("" lets SQLite derive it from
+** the file name). bench/hnsw_run.sh's vectorlite side, for instance:
+**   --b vectorlite.so --b-entry "" --b-db vl.db --b-sql "SELECT rowid FROM
+**   t WHERE knn_search(emb, knn_param(?1, 10, 32))"
 */
 #include "bench_data.h"
 
@@ -28,6 +36,7 @@
 
 typedef struct popts {
   const char *azSo[2], *zData, *zDb, *zTable, *zColumn;
+  const char *zDbB, *zSqlB, *zEntryB; /* side B's overrides, or NULL */
   int ef, k, nPairs;
 } popts;
 
@@ -40,7 +49,8 @@ static double now_s(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: hnsw_pair --a A.so --b B.so --data DIR --db FILE [--ef 32]"
-          "\n  [--k 10] [--pairs 20] [--table t] [--column embedding]\n");
+          "\n  [--k 10] [--pairs 20] [--table t] [--column embedding]"
+          "\n  [--b-db FILE] [--b-sql SQL] [--b-entry NAME]\n");
   exit(2);
 }
 
@@ -57,6 +67,9 @@ static void parse_opts(popts *o, int argc, char **argv) {
     else if (strcmp(a, "--ef") == 0) o->ef = atoi(v);
     else if (strcmp(a, "--k") == 0) o->k = atoi(v);
     else if (strcmp(a, "--pairs") == 0) o->nPairs = atoi(v);
+    else if (strcmp(a, "--b-db") == 0) o->zDbB = v;
+    else if (strcmp(a, "--b-sql") == 0) o->zSqlB = v;
+    else if (strcmp(a, "--b-entry") == 0) o->zEntryB = v;
     else usage();
     i++;
   }
@@ -66,20 +79,26 @@ static void parse_opts(popts *o, int argc, char **argv) {
   }
 }
 
-/* One connection to the database with build zSo loaded, and its query. */
-static sqlite3_stmt *open_build(const popts *o, const char *zSo,
-                                sqlite3 **pDb) {
+/* One connection for side b (0: A, 1: B) with its build loaded, and its
+** query. */
+static sqlite3_stmt *open_build(const popts *o, int b, sqlite3 **pDb) {
+  const char *zDb = b && o->zDbB ? o->zDbB : o->zDb;
+  const char *zEntry = b && o->zEntryB ? o->zEntryB : "sqlite3_annex_init";
   sqlite3_stmt *s = NULL;
   char *zErr = NULL, *zSql;
-  if (sqlite3_open_v2(o->zDb, pDb, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-    bench_die("cannot open %s: %s", o->zDb, sqlite3_errmsg(*pDb));
+  if (sqlite3_open_v2(zDb, pDb, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+    bench_die("cannot open %s: %s", zDb, sqlite3_errmsg(*pDb));
   sqlite3_enable_load_extension(*pDb, 1);
-  if (sqlite3_load_extension(*pDb, zSo, "sqlite3_annex_init", &zErr) !=
-      SQLITE_OK)
-    bench_die("cannot load %s: %s", zSo, zErr ? zErr : "?");
-  zSql = sqlite3_mprintf("SELECT rowid FROM \"%w\" WHERE \"%w\" MATCH ?1 AND "
-                         "k = %d AND ef_search = %d",
-                         o->zTable, o->zColumn, o->k, o->ef);
+  if (sqlite3_load_extension(*pDb, o->azSo[b], zEntry[0] ? zEntry : NULL,
+                             &zErr) != SQLITE_OK)
+    bench_die("cannot load %s: %s", o->azSo[b], zErr ? zErr : "?");
+  if (b && o->zSqlB) {
+    zSql = sqlite3_mprintf("%s", o->zSqlB);
+  } else {
+    zSql = sqlite3_mprintf("SELECT rowid FROM \"%w\" WHERE \"%w\" MATCH ?1 "
+                           "AND k = %d AND ef_search = %d",
+                           o->zTable, o->zColumn, o->k, o->ef);
+  }
   if (sqlite3_prepare_v2(*pDb, zSql, -1, &s, NULL) != SQLITE_OK)
     bench_die("%s: %s", zSql, sqlite3_errmsg(*pDb));
   sqlite3_free(zSql);
@@ -120,7 +139,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  popts o = {{NULL, NULL}, NULL, NULL, "t", "embedding", 32, 10, 20};
+  popts o = {{NULL, NULL}, NULL, NULL, "t", "embedding", NULL, NULL, NULL,
+             32, 10, 20};
   char zPath[1100];
   bench_vecs qs, gt;
   sqlite3 *aDb[2];
@@ -137,7 +157,7 @@ int main(int argc, char **argv) {
   for (int b = 0; b < 2; b++) {
     aIds[b] = malloc(sizeof(int32_t) * (size_t)qs.n * o.k);
     if (!aIds[b] || !aRatio) bench_die("out of memory");
-    aStmt[b] = open_build(&o, o.azSo[b], &aDb[b]);
+    aStmt[b] = open_build(&o, b, &aDb[b]);
     printf("WARM build=%c qps=%.1f (loads the graph)\n", 'A' + b,
            run_pass(aDb[b], aStmt[b], &qs, o.k, aIds[b]));
   }
