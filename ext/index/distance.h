@@ -101,7 +101,9 @@ size_t annex_code_bytes(size_t dims);
 void annex_code_encode(const float *x, const float *centre, size_t dims,
                        unsigned char *row);
 size_t annex_code_query_bytes(size_t dims);
-/* Prepare query q (finite) for the code kernel of metric (l2 or ip). */
+/* Prepare query q (finite) for the code kernel of metric (l2 or ip) into
+** out: annex_code_query_bytes(dims) bytes, aligned for a float (as
+** malloc's blocks are). */
 void annex_code_query(annex_metric metric, const float *q,
                       const float *centre, size_t dims, void *out);
 /* The kernel scoring a prepared query (a) against a code row (b), with the
