@@ -114,7 +114,9 @@ static double run_pass(sqlite3 *db, sqlite3_stmt *s, const bench_vecs *qs,
     sqlite3_bind_blob(s, 1, bench_vecs_frow(qs, q), qs->dim * 4,
                       SQLITE_STATIC);
     while (sqlite3_step(s) == SQLITE_ROW) {
-      if (n < k) aIds[(size_t)q * k + n++] = (int32_t)(sqlite3_column_int64(s, 0) - 1);
+      if (n < k) {
+        aIds[(size_t)q * k + n++] = (int32_t)(sqlite3_column_int64(s, 0) - 1);
+      }
     }
     if (sqlite3_reset(s) != SQLITE_OK) bench_die("query: %s", sqlite3_errmsg(db));
     for (; n < k; n++) aIds[(size_t)q * k + n] = -1;

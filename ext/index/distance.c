@@ -192,8 +192,8 @@ static float bit_hamming_portable(const void *pA, const void *pB, size_t dims) {
 /* ------------------------------------------------------------ code rows */
 
 /* P = sum u[i] * c[i]: four 32-bit partial sums per block. */
-static inline __attribute__((always_inline)) int64_t code_dot_portable(const int16_t *u, const unsigned char *c,
-                                 size_t dims) {
+static inline __attribute__((always_inline)) int64_t code_dot_portable(
+    const int16_t *u, const unsigned char *c, size_t dims) {
   int64_t tot = 0;
   size_t i = 0;
   while (i < dims) {
