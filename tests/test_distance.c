@@ -289,115 +289,118 @@ static void test_many(void **state) {
   }
 }
 
-/* 8-bit code rows: each decoded value lies within delta / 2 of the vector
-** (delta = range / 255), the row's norm2 is that of its decoded offsets,
-** and the code kernels score a prepared query against the row as a
-** double-precision reference scores the exact query against the decoded
-** vector, within the bound distance.h gives for the query's 15-bit steps.
-** For every dims from 1 to 70 and the large ones, from unaligned starts,
-** with and without a centre. A constant vector decodes exactly. */
-static void check_code_row(size_t dims, size_t off, float shift, int bCentre,
+/* Bound on the float error of one code-kernel term whose operands are
+** about as large as mag: a few roundings of 2^-24 relative each. */
+static double code_eps(double mag) { return 8.0 * ldexp(mag, -24); }
+
+/* 8-bit code rows with per-dimension ranges fitted to a sample of vectors:
+** each value of a vector inside the sample's ranges decodes within step / 2,
+** the row's pad is zero, and the code kernels score a prepared query
+** against the row as a double-precision reference scores the query against
+** the decoded vector, within the float rounding of their terms. For every
+** dims from 1 to 70 and the large ones, from unaligned row starts, near and
+** far from the origin. */
+static void check_code_row(size_t dims, size_t off, float shift,
                            uint64_t *pRng) {
-  unsigned char *row = malloc(annex_code_bytes(dims) + MAX_OFFSET);
+  const size_t nB = annex_code_bytes(dims);
+  unsigned char *row = malloc(nB + MAX_OFFSET), *r;
   unsigned char *pL2 = malloc(annex_code_query_bytes(dims));
   unsigned char *pIp = malloc(annex_code_query_bytes(dims));
-  float *x = malloc(dims * sizeof(float)), *m = malloc(dims * sizeof(float));
-  float *q = malloc(dims * sizeof(float)), hdr[3], hL2[4], hIp[4];
-  const float *pm = bCentre ? m : NULL;
-  double l2 = 0, dot = 0, n2 = 0, sc = 0, sq = 0, sv = 0, sAbs = 0;
+  float *aMin = malloc(dims * sizeof(float)), *aMax = malloc(dims * sizeof(float));
+  float *aLo = malloc(dims * sizeof(float)), *aSt = malloc(dims * sizeof(float));
+  float *x = malloc(dims * sizeof(float)), *q = malloc(dims * sizeof(float));
+  double l2 = 0, e2 = 0, dot = 0, sLo = 0, sWc = 0;
   annex_dist_fn fL2 = annex_code_kernel(ANNEX_METRIC_L2);
   annex_dist_fn fIp = annex_code_kernel(ANNEX_METRIC_IP);
-  unsigned char *r;
-  assert_true(row && pL2 && pIp && x && m && q && fL2 && fIp);
+  assert_true(row && pL2 && pIp && aMin && aMax && aLo && aSt && x && q);
+  assert_true(fL2 && fIp);
   assert_null(annex_code_kernel(ANNEX_METRIC_COSINE));
+  assert_true(nB >= dims && nB % ANNEX_CODE_ALIGN == 0);
   r = row + off;
   for (size_t i = 0; i < dims; i++) {
-    x[i] = shift + 3.0f * rng_float(pRng);
-    m[i] = shift + 3.0f * rng_float(pRng);
+    float a = shift + 3.0f * rng_float(pRng), b = shift + 3.0f * rng_float(pRng);
+    aMin[i] = a < b ? a : b;
+    aMax[i] = a < b ? b : a;
+    x[i] = aMin[i] + (aMax[i] - aMin[i]) * (0.5f + 0.5f * rng_float(pRng));
     q[i] = shift + 3.0f * rng_float(pRng);
   }
-  annex_code_encode(x, pm, dims, r);
+  annex_code_fit(aMin, aMax, dims, aLo, aSt);
+  memset(r, 0xAB, nB);
+  assert_int_equal(annex_code_encode(x, aLo, aSt, dims, r), 0);
+  for (size_t i = dims; i < nB; i++) assert_int_equal(r[i], 0);
   /* Prepared queries are aligned (distance.h); rows need not be. */
-  annex_code_query(ANNEX_METRIC_L2, q, pm, dims, pL2);
-  annex_code_query(ANNEX_METRIC_IP, q, pm, dims, pIp);
-  memcpy(hdr, r, sizeof hdr);
-  memcpy(hL2, pL2, sizeof hL2);
-  memcpy(hIp, pIp, sizeof hIp);
+  annex_code_query(ANNEX_METRIC_L2, q, aLo, aSt, dims, pL2);
+  annex_code_query(ANNEX_METRIC_IP, q, aLo, aSt, dims, pIp);
   for (size_t i = 0; i < dims; i++) {
-    double c = r[ANNEX_CODE_HEADER + i];
-    double w = (double)hdr[0] + (double)hdr[1] * c;
-    double v = (bCentre ? m[i] : 0.0) + w, a = (double)q[i] - v;
-    double u = (double)q[i] - (bCentre ? m[i] : 0.0);
-    assert_true(fabs(v - x[i]) <= 0.5 * hdr[1] + 1e-5 * (fabs(x[i]) + 1.0));
+    double v = (double)aLo[i] + (double)aSt[i] * r[i], a = (double)q[i] - v;
+    double mag = fabs(q[i]) + fabs(aLo[i]) + fabs((double)aSt[i] * r[i]);
+    assert_true(aLo[i] <= aMin[i] && aLo[i] + 255.0 * aSt[i] >= aMax[i]);
+    assert_true(fabs(v - x[i]) <= 0.5 * aSt[i] + code_eps(fabs(x[i]) + 1.0));
     l2 += a * a;
+    e2 += 2.0 * fabs(a) * code_eps(mag) + code_eps(a * a);
     dot += (double)q[i] * v;
-    n2 += w * w;
-    sc += c;
-    sq += u * u;
-    sv += w * w;
-    sAbs += fabs((double)q[i] * v);
+    sLo += fabs((double)q[i] * aLo[i]);
+    sWc += fabs((double)q[i] * aSt[i] * r[i]);
   }
-  assert_true(fabs(hdr[2] - n2) <= 1e-5 * (n2 + 1.0));
-  /* Rounding the query to steps moves l2 by <= delta * step * sum c, ip by
-  ** half that; the rest is float rounding of the headers' sums. */
-  assert_true(fabs(fL2(pL2, r, dims) - l2) <=
-              (double)hdr[1] * hL2[2] * sc + 1e-5 * (sq + sv + 1.0));
+  /* float sums of dims terms: their rounding grows with dims */
+  e2 += code_eps(l2) * (double)dims;
+  assert_true(fabs(fL2(pL2, r, dims) - l2) <= e2 + 1e-6);
   assert_true(fabs(fIp(pIp, r, dims) + dot) <=
-              0.5 * (double)hdr[1] * hIp[2] * sc + 1e-5 * (sAbs + 1.0));
+              2.0 * code_eps(sLo) + code_eps(sWc) * (double)(dims + 2) + 1e-6);
   free(row);
   free(pL2);
   free(pIp);
+  free(aMin);
+  free(aMax);
+  free(aLo);
+  free(aSt);
   free(x);
-  free(m);
   free(q);
 }
 
-/* Every code 255 against every step at its largest: the integer sums must
-** not overflow (4099 dims span several ANNEX_CODE_BLOCKs). */
-static void check_code_extremes(size_t dims) {
-  float *x = malloc(dims * sizeof(float)), *q = malloc(dims * sizeof(float));
-  unsigned char *row = malloc(annex_code_bytes(dims));
-  unsigned char *pQ = malloc(annex_code_query_bytes(dims));
-  assert_true(x && q && row && pQ);
-  for (size_t i = 0; i < dims; i++) {
-    x[i] = i == 0 ? 0.0f : 1.0f;
-    q[i] = 1.0f;
-  }
-  annex_code_encode(x, NULL, dims, row);
-  annex_code_query(ANNEX_METRIC_IP, q, NULL, dims, pQ);
-  assert_true(fabs(annex_code_kernel(ANNEX_METRIC_IP)(pQ, row, dims) +
-                   (double)(dims - 1)) <= 1e-3 * (double)dims);
-  annex_code_query(ANNEX_METRIC_L2, q, NULL, dims, pQ);
-  assert_true(fabs(annex_code_kernel(ANNEX_METRIC_L2)(pQ, row, dims) - 1.0) <=
-              1e-2);
-  free(x);
-  free(q);
-  free(row);
-  free(pQ);
+/* Values outside the ranges clamp to the ends and are counted; a constant
+** dimension (step 0) decodes its value exactly and counts any other; the
+** fit may write over its inputs; sizes are the documented ones. */
+static void check_code_edges(void) {
+  float aMin[5] = {0.0f, -1.0f, 2.5f, 10.0f, 0.0f};
+  float aMax[5] = {1.0f, 1.0f, 2.5f, 20.0f, 0.0f};
+  float aLo[5], aSt[5], aQ[192 / sizeof(float)]; /* aligned */
+  float x[5] = {-5.0f, 9.0f, 2.5f, 15.0f, 0.0f}, y[5] = {0.5f, 0, 2.6f, 15, 0};
+  unsigned char row[64];
+  annex_code_fit(aMin, aMax, 5, aLo, aSt);
+  assert_true(aSt[2] == 0.0f && aLo[2] == 2.5f && aSt[4] == 0.0f);
+  assert_int_equal(annex_code_encode(x, aLo, aSt, 5, row), 2);
+  assert_int_equal(row[0], 0);
+  assert_int_equal(row[1], 255);
+  assert_int_equal(annex_code_encode(y, aLo, aSt, 5, row), 1);
+  annex_code_fit(aMax + 2, aMax + 2, 3, aLo, aSt); /* 2.5, 20, 0: constant */
+  assert_int_equal(annex_code_encode(aMax + 2, aLo, aSt, 3, row), 0);
+  annex_code_query(ANNEX_METRIC_L2, aMax + 2, aLo, aSt, 3, aQ);
+  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(aQ, row, 3) == 0.0f);
+  annex_code_fit(aMin, aMax, 5, aLo, aSt);
+  annex_code_fit(aMin, aMax, 5, aMin, aMax); /* in place */
+  assert_memory_equal(aMin, aLo, sizeof aLo);
+  assert_memory_equal(aMax, aSt, sizeof aSt);
+  assert_int_equal(annex_code_bytes(5), sizeof row);
+  assert_int_equal(annex_code_bytes(64), 64);
+  assert_int_equal(annex_code_bytes(65), 128);
+  assert_int_equal(annex_code_query_bytes(5), sizeof aQ);
 }
 
 static void test_code_rows(void **state) {
   const test_param *p = *state;
   uint64_t rng = 7;
-  float c[5] = {2.5f, 2.5f, 2.5f, 2.5f, 2.5f};
-  unsigned char row[ANNEX_CODE_HEADER + 5];
-  float aQ[(ANNEX_CODE_QUERY_HEADER + 64) / sizeof(float)]; /* aligned */
   if (!use_set(p->zSet)) skip();
   for (size_t n = 1; n <= 70; n++) {
-    check_code_row(n, n % (MAX_OFFSET + 1), 0.0f, 0, &rng);
-    check_code_row(n, 0, 40.0f, 0, &rng);
-    check_code_row(n, 1, 1000.0f, 1, &rng);
+    check_code_row(n, n % (MAX_OFFSET + 1), 0.0f, &rng);
+    check_code_row(n, 0, 40.0f, &rng);
+    check_code_row(n, 1, 1000.0f, &rng);
   }
   for (size_t i = 0; i < sizeof aLargeDims / sizeof aLargeDims[0]; i++) {
-    check_code_row(aLargeDims[i], 1, -5.0f, 0, &rng);
-    check_code_row(aLargeDims[i], 3, 100.0f, 1, &rng);
+    check_code_row(aLargeDims[i], 1, -5.0f, &rng);
+    check_code_row(aLargeDims[i], 3, 100.0f, &rng);
   }
-  check_code_extremes(4099);
-  annex_code_encode(c, NULL, 5, row);
-  annex_code_query(ANNEX_METRIC_L2, c, NULL, 5, aQ);
-  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(aQ, row, 5) == 0.0f);
-  assert_int_equal(annex_code_bytes(5), sizeof row);
-  assert_int_equal(annex_code_query_bytes(5), sizeof aQ);
+  check_code_edges();
 }
 
 /* Cosine with a zero vector is 1, not NaN; cosine(a, a) is 0 or just above. */

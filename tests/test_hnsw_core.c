@@ -501,6 +501,45 @@ static void test_codes(void **state) {
   one_codes(ANNEX_METRIC_IP, 0.0f, 0.9);
 }
 
+/* Code ranges: not fitted while the graph is small (queries walk floats),
+** fitted by the first query that finds HNSW_CODE_MIN_NODES (1024) nodes,
+** refitted when many rows inserted since fall outside them. Without the
+** refit the second half, outside the first fit in every dimension, would
+** code as one point and its queries would find few of their neighbours.
+** (One range per dimension is coarse for data split in far-apart groups:
+** at +50 instead of +8 this recall is 0.87.) */
+static void test_codes_refit(void **state) {
+  const int nHalf = 1500, nq = 40, d = 32;
+  float *f = random_floats(2 * nHalf + nq, d, 20);
+  const float *aQ = f + (size_t)2 * nHalf * d;
+  annex_hnsw *g = new_graph(ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, d, 8, 60);
+  double r;
+  (void)state;
+  for (size_t i = (size_t)nHalf * d; i < (size_t)(2 * nHalf + nq) * d; i++) {
+    f[i] += 8.0f; /* second half and the queries: outside the first */
+  }
+  insert_all(g, f, 1000);
+  r = recall_bf(g, f, nq, f, 1000, 10, 32, NULL);
+  assert_int_equal(annex_hnsw_codes_fitted(g), 0);
+  assert_true(r >= 0.95);
+  for (int i = 1000; i < 2 * nHalf; i++) {
+    if (i == nHalf) {
+      r = recall_bf(g, f, nq, f, nHalf, 10, 32, NULL);
+      assert_int_equal(annex_hnsw_codes_fitted(g), 1);
+      assert_true(r >= 0.95);
+    }
+    assert_int_equal(annex_hnsw_insert(g, (uint32_t)i, f + (size_t)i * d),
+                     ANNEX_HNSW_OK);
+  }
+  r = recall_bf(g, aQ, nq, f, 2 * nHalf, 10, 32, NULL);
+  print_message("codes refit: recall@10 %.4f on the moved half\n", r);
+  assert_int_equal(annex_hnsw_codes_fitted(g), 1);
+  assert_true(r >= 0.95);
+  assert_true(annex_hnsw_consistent(g));
+  annex_hnsw_free(g);
+  free(f);
+}
+
 /* Cosine of a zero vector scores 1 against everything. */
 static void test_cosine_zero(void **state) {
   float a[3 * 4] = {1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0};
@@ -1088,6 +1127,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sift_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
       cmocka_unit_test_setup_teardown(test_codes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_codes_refit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cosine_zero, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filter, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reinsert, setup, teardown),

@@ -191,35 +191,30 @@ static float bit_hamming_portable(const void *pA, const void *pB, size_t dims) {
 
 /* ------------------------------------------------------------ code rows */
 
-/* P = sum u[i] * c[i]: four 32-bit partial sums per block. */
-static inline __attribute__((always_inline)) int64_t code_dot_portable(
-    const int16_t *u, const unsigned char *c, size_t dims) {
-  int64_t tot = 0;
-  size_t i = 0;
-  while (i < dims) {
-    size_t end = dims - i < ANNEX_CODE_BLOCK ? dims : i + ANNEX_CODE_BLOCK;
-    int32_t s[4] = {0, 0, 0, 0};
-    for (; i + 4 <= end; i += 4) {
-      for (int l = 0; l < 4; l++) s[l] += (int32_t)u[i + l] * c[i + l];
-    }
-    for (; i < end; i++) s[0] += (int32_t)u[i] * c[i];
-    tot += (int64_t)s[0] + s[1] + s[2] + s[3];
-  }
-  return tot;
-}
-
+/* Plain loops over the padded lanes: compilers vectorise them. */
 float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *row = pRow;
-  return annex_code_l2_score(
-      pQ, row,
-      code_dot_portable(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
+  const unsigned char *c = pRow;
+  const size_t n = annex_code_lanes(dims);
+  const float *r = annex_code_qv(pQ), *st = r + n;
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (size_t i = 0; i < n; i += 4) {
+    for (int l = 0; l < 4; l++) {
+      float e = r[i + l] - st[i + l] * (float)c[i + l];
+      s[l] += e * e;
+    }
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *row = pRow;
-  return annex_code_ip_score(
-      pQ, row,
-      code_dot_portable(annex_code_steps(pQ), row + ANNEX_CODE_HEADER, dims));
+  const unsigned char *c = pRow;
+  const size_t n = annex_code_lanes(dims);
+  const float *w = annex_code_qv(pQ);
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (size_t i = 0; i < n; i += 4) {
+    for (int l = 0; l < 4; l++) s[l] += w[i + l] * (float)c[i + l];
+  }
+  return -(*(const float *)pQ + ((s[0] + s[1]) + (s[2] + s[3])));
 }
 
 const annex_kernels annex_kernels_portable = {
@@ -335,72 +330,60 @@ size_t annex_vector_bytes(annex_elem elem, size_t dims) {
   return 0;
 }
 
-size_t annex_code_bytes(size_t dims) { return ANNEX_CODE_HEADER + dims; }
-
-void annex_code_encode(const float *x, const float *centre, size_t dims,
-                       unsigned char *row) {
-  float lo = 0.0f, hi = 0.0f, de, inv, n2;
-  unsigned char *c = row + ANNEX_CODE_HEADER;
-  double sq = 0.0;
-  for (size_t i = 0; i < dims; i++) {
-    float w = centre ? x[i] - centre[i] : x[i];
-    if (i == 0 || w < lo) lo = w;
-    if (i == 0 || w > hi) hi = w;
-  }
-  de = (hi - lo) / 255.0f;
-  /* A constant vector (or a range too small to divide) decodes to lo. */
-  inv = de > 0.0f && isfinite(1.0f / de) ? 1.0f / de : 0.0f;
-  if (inv == 0.0f) de = 0.0f;
-  for (size_t i = 0; i < dims; i++) {
-    float w = centre ? x[i] - centre[i] : x[i];
-    float v = (w - lo) * inv + 0.5f;
-    double y;
-    c[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned char)v;
-    y = (double)lo + (double)de * c[i];
-    sq += y * y;
-  }
-  n2 = (float)sq;
-  memcpy(row, &lo, sizeof lo);
-  memcpy(row + sizeof lo, &de, sizeof de);
-  memcpy(row + 2 * sizeof lo, &n2, sizeof n2);
+size_t annex_code_bytes(size_t dims) {
+  return (dims + ANNEX_CODE_ALIGN - 1) & ~(size_t)(ANNEX_CODE_ALIGN - 1);
 }
 
-/* Largest |u[i]| of a prepared query, 2^14 - 1: the bound ANNEX_CODE_BLOCK
-** is sized for. */
-#define ANNEX_CODE_STEPS 16383
+void annex_code_fit(const float *aMin, const float *aMax, size_t dims,
+                    float *aLo, float *aStep) {
+  for (size_t i = 0; i < dims; i++) {
+    double span = (double)aMax[i] - aMin[i];
+    double lo = aMin[i] - span / 64.0, st = span * (1.0 + 2.0 / 64.0) / 255.0;
+    /* A constant dimension (or one too narrow to divide) codes as 0. */
+    aLo[i] = (float)(span > 0.0 ? lo : aMin[i]);
+    aStep[i] = (float)st;
+    if (!(aStep[i] > 0.0f) || !isfinite(1.0f / aStep[i])) aStep[i] = 0.0f;
+  }
+}
+
+size_t annex_code_encode(const float *x, const float *aLo, const float *aStep,
+                         size_t dims, unsigned char *row) {
+  size_t nClamp = 0;
+  for (size_t i = 0; i < dims; i++) {
+    float v = aStep[i] > 0.0f ? (x[i] - aLo[i]) / aStep[i] + 0.5f : 0.0f;
+    if (v < 0.0f || v >= 256.0f || (aStep[i] == 0.0f && x[i] != aLo[i])) {
+      nClamp++;
+    }
+    row[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned char)v;
+  }
+  memset(row + dims, 0, annex_code_bytes(dims) - dims);
+  return nClamp;
+}
 
 size_t annex_code_query_bytes(size_t dims) {
-  return ANNEX_CODE_QUERY_HEADER + sizeof(int16_t) * ((dims + 31) & ~(size_t)31);
+  return ANNEX_CODE_QUERY_HEADER + 2 * sizeof(float) * annex_code_lanes(dims);
 }
 
-void annex_code_query(annex_metric metric, const float *q,
-                      const float *centre, size_t dims, void *out) {
-  const int bL2 = metric == ANNEX_METRIC_L2 && centre != NULL;
-  int16_t *u = (int16_t *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
-  double q1 = 0.0, q2 = 0.0, qm = 0.0;
-  float mx = 0.0f, step, inv, h[4];
-  for (size_t i = 0; i < dims; i++) {
-    float v = bL2 ? q[i] - centre[i] : q[i];
-    q1 += v;
-    q2 += (double)v * v;
-    if (!bL2 && centre) qm += (double)q[i] * centre[i];
-    if (fabsf(v) > mx) mx = fabsf(v);
+void annex_code_query(annex_metric metric, const float *q, const float *aLo,
+                      const float *aStep, size_t dims, void *out) {
+  const size_t n = annex_code_lanes(dims);
+  float *v = (float *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+  double qm = 0.0;
+  float h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0.0f};
+  if (metric == ANNEX_METRIC_L2) {
+    for (size_t i = 0; i < dims; i++) {
+      v[i] = q[i] - aLo[i];
+      v[n + i] = aStep[i];
+    }
+    for (size_t i = dims; i < n; i++) v[i] = v[n + i] = 0.0f;
+  } else {
+    for (size_t i = 0; i < dims; i++) {
+      v[i] = q[i] * aStep[i];
+      qm += (double)q[i] * aLo[i];
+    }
+    for (size_t i = dims; i < n; i++) v[i] = 0.0f;
   }
-  step = mx / (float)ANNEX_CODE_STEPS;
-  /* All steps zero (a zero or vanishing query): P is 0, q1 and q2 exact. */
-  inv = step > 0.0f && isfinite(1.0f / step) ? 1.0f / step : 0.0f;
-  for (size_t i = 0; i < dims; i++) {
-    float v = bL2 ? q[i] - centre[i] : q[i];
-    long k = lrintf(v * inv);
-    if (k > ANNEX_CODE_STEPS) k = ANNEX_CODE_STEPS;
-    if (k < -ANNEX_CODE_STEPS) k = -ANNEX_CODE_STEPS;
-    u[i] = (int16_t)k;
-  }
-  for (size_t i = dims; i < ((dims + 31) & ~(size_t)31); i++) u[i] = 0;
-  h[0] = (float)q2;
-  h[1] = (float)q1;
-  h[2] = inv > 0.0f ? step : 0.0f;
-  h[3] = (float)qm;
+  h[0] = (float)qm;
   memcpy(out, h, sizeof h);
 }
 

@@ -71,41 +71,45 @@ void annex_distance_many(annex_elem elem, annex_metric metric,
                          const void *query, const void *base, size_t n,
                          size_t dims, float *out);
 
-/* 8-bit code rows: locally-adaptive scalar quantization (each vector its
-** own range; Aguerrebere et al., "Similarity search in the blink of an eye
-** with compressed indices", VLDB 2023). A float32 vector x of d dims is
-** coded relative to a centre m that the caller keeps fixed for every row and
-** query scored together (NULL: the origin):
-**   f32 lo, f32 delta, f32 norm2, d x u8 c   (ANNEX_CODE_HEADER + d bytes)
-** with w = x - m, lo = min w, delta = (max w - lo) / 255, c[i] = round((w[i]
-** - lo) / delta) and norm2 = sum (lo + delta * c[i])^2; the row decodes to
-** m[i] + lo + delta * c[i], within delta / 2 of x[i]. A centre near the data
-** (for example one of its vectors) keeps the l2 sums below free of
-** cancellation when the data lies far from the origin. The floats are in
-** host order (rows live in memory only, never on disk).
+/* 8-bit code rows: scalar quantization with one range per dimension, shared
+** by every row of an index (as FAISS's SQ8). The ranges come from the data
+** (annex_code_fit over per-dimension minima and maxima); a row holds only
+** its codes, so a 128-d row is exactly two 64-byte lines:
+**   u8 c[d], zero-padded to annex_code_bytes(d) (a multiple of 64)
+** with c[i] = round((x[i] - lo[i]) / step[i]) clamped to 0..255; the row
+** decodes to lo[i] + step[i] * c[i], within step[i] / 2 of x[i] when x[i]
+** lies in the range. The caller allocates rows at multiples of 64 bytes
+** from a 64-byte-aligned base, so each row starts a cache line.
 **
-** A query is prepared once per search (annex_code_query) into
-**   f32 q2, f32 q1, f32 step, f32 qm, i16 u[d rounded up to 32, zero-padded]
-** where v = q - m for l2 and v = q for ip, u[i] = round(v[i] / step) with
-** step = max |v| / 16383, q1 = sum v, q2 = sum v^2 (exact values) and qm =
-** q.m (ip with a centre). A kernel then needs one integer dot product P =
-** sum u[i] * c[i]:
-**   l2   |q - decoded|^2 = q2 + norm2 - 2 (lo q1 + delta step P)
-**   ip   -(q . decoded)  = -(qm + lo q1 + delta step P)
-** Rounding v to u moves a score by at most delta * step / 2 * sum c (l2:
-** twice that): with 15-bit steps, far less than the codes' own error. */
-#define ANNEX_CODE_HEADER 12
-#define ANNEX_CODE_QUERY_HEADER 16
+** A query q is prepared once per search (annex_code_query) into
+**   f32 qm, pad to 64 bytes, then
+**   l2   f32 r[P], f32 s[P]   r = q - lo, s = step
+**   ip   f32 w[P]             w = q * step, qm = q . lo
+** (P = d rounded up to 16, the pad zero), and a kernel computes
+**   l2   |q - decoded|^2   = sum (r[i] - s[i] c[i])^2
+**   ip   -(q . decoded)    = -(qm + sum w[i] c[i])
+** in float, with no per-row term: the l2 form is a sum of squares, so it
+** does not cancel for data far from the origin. */
+#define ANNEX_CODE_ALIGN 64
+#define ANNEX_CODE_QUERY_HEADER 64
+/* Bytes of one code row: dims rounded up to ANNEX_CODE_ALIGN. */
 size_t annex_code_bytes(size_t dims);
-/* x (and centre) must be finite. */
-void annex_code_encode(const float *x, const float *centre, size_t dims,
-                       unsigned char *row);
+/* The ranges of dims dimensions from their minima and maxima over the data
+** (finite): each widened by 1/64 of its span on either side, so values a
+** little outside the data seen still code without clamping. aLo and
+** aStep may be aMin and aMax (written over in place). */
+void annex_code_fit(const float *aMin, const float *aMax, size_t dims,
+                    float *aLo, float *aStep);
+/* Code x (finite) into row (annex_code_bytes(dims) bytes, pad zeroed).
+** Returns the number of dimensions clamped to the range's ends. */
+size_t annex_code_encode(const float *x, const float *aLo, const float *aStep,
+                         size_t dims, unsigned char *row);
 size_t annex_code_query_bytes(size_t dims);
 /* Prepare query q (finite) for the code kernel of metric (l2 or ip) into
 ** out: annex_code_query_bytes(dims) bytes, aligned for a float (as
 ** malloc's blocks are). */
-void annex_code_query(annex_metric metric, const float *q,
-                      const float *centre, size_t dims, void *out);
+void annex_code_query(annex_metric metric, const float *q, const float *aLo,
+                      const float *aStep, size_t dims, void *out);
 /* The kernel scoring a prepared query (a) against a code row (b), with the
 ** score of the table above on the decoded vector: l2 for ANNEX_METRIC_L2,
 ** -(q.decoded) for ANNEX_METRIC_IP; NULL for any other metric. */

@@ -54,35 +54,15 @@ extern const annex_kernels annex_kernels_portable;
 float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims);
 float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims);
 
-/* Code kernels sum the products u[i] * c[i] of at most this many dims in
-** 32-bit integers before moving the sum to 64 bits: a whole block's sum
-** fits, 512 * 16383 * 255 < 2^31. */
-#define ANNEX_CODE_BLOCK 512
-
-/* The i16 steps of a prepared query (distance.h). */
-static inline const int16_t *annex_code_steps(const void *pQ) {
-  return (const int16_t *)((const unsigned char *)pQ + ANNEX_CODE_QUERY_HEADER);
+/* Elements a code kernel reads: dims rounded up to 16. The prepared
+** query's pad is zero and so is the row's, so the pad adds nothing. */
+static inline size_t annex_code_lanes(size_t dims) {
+  return (dims + 15) & ~(size_t)15;
 }
 
-/* Scores from a row's header, the prepared query's header and P. float
-** suffices: the centre keeps q2 and norm2 near the scale of the distances. */
-static inline float annex_code_l2_score(const void *pQ,
-                                        const unsigned char *row, int64_t P) {
-  const float *h = (const float *)pQ;
-  float lo, de, n2;
-  memcpy(&lo, row, sizeof lo);
-  memcpy(&de, row + 4, sizeof de);
-  memcpy(&n2, row + 8, sizeof n2);
-  return h[0] + n2 - 2.0f * (lo * h[1] + de * h[2] * (float)P);
-}
-
-static inline float annex_code_ip_score(const void *pQ,
-                                        const unsigned char *row, int64_t P) {
-  const float *h = (const float *)pQ;
-  float lo, de;
-  memcpy(&lo, row, sizeof lo);
-  memcpy(&de, row + 4, sizeof de);
-  return -(h[3] + lo * h[1] + de * h[2] * (float)P);
+/* The float arrays of a prepared query (distance.h): l2 r then s, ip w. */
+static inline const float *annex_code_qv(const void *pQ) {
+  return (const float *)((const unsigned char *)pQ + ANNEX_CODE_QUERY_HEADER);
 }
 
 #if defined(__x86_64__)

@@ -90,6 +90,24 @@
 #define HNSW_CODE_MIN_DIM 32
 #endif
 
+/* Code ranges are fitted once this many nodes are in memory (until then
+** queries walk the floats, which a graph this small keeps in cache), over
+** a sample of at most HNSW_CODE_SAMPLE nodes (at least half that once
+** there are more): each dimension's range runs from its second smallest to
+** its second largest value in a full sample, from the extremes of a
+** smaller one. Leaving out the one most extreme value on each side lets a
+** heavy tail clamp a few values instead of coarsening every step (data
+** with Student-t(3) tails, 200k x 96: recall@10 at ef 16 0.945 against
+** 0.939 with the extremes; light tails do not notice). They are fitted
+** again when the rows coded since number 1/HNSW_CODE_REFIT of the nodes
+** and clamp values four times as often as the fit did, plus 1/1024 (the
+** data moved out of the ranges). */
+#ifndef HNSW_CODE_MIN_NODES
+#define HNSW_CODE_MIN_NODES 1024
+#endif
+#define HNSW_CODE_SAMPLE 16384
+#define HNSW_CODE_REFIT 8
+
 /* One (score, id) pair of the heaps. */
 typedef struct hnsw_pair {
   float d;     /* internal score (cosine: -dot) */
@@ -125,8 +143,13 @@ struct annex_hnsw {
   annex_dist_fn xCode;   /* kernel over code rows, NULL: no codes */
   annex_metric eCode;    /* its metric (l2 or ip) */
   size_t nCB;            /* bytes of one code row (0: no codes) */
-  float *aCentre;        /* l2 codes: their centre, the first vector coded */
-  int bCentre;           /* aCentre is set (fixed from then on) */
+  float *aLo;            /* codes: per-dimension ranges, lo then step */
+  float *aStep;          /*   (annex_code_fit; 2 x nDim floats, one block) */
+  int bCoded;            /* ranges fitted: every node in memory has a row */
+  double rFitClamp;      /* share of values clamped when they were fitted */
+  size_t nFitNodes;      /* nodes in memory at the fit */
+  size_t nCodedNew;      /* rows coded since */
+  size_t nClampNew;      /* values those rows clamped */
   int bCos;              /* cosine: stored unit-normalised float32 */
   size_t nVB;            /* bytes of one stored vector */
   size_t nIn;            /* bytes of one caller vector */
@@ -145,7 +168,8 @@ struct annex_hnsw {
   uint32_t *aL0;         /* level-0 lists */
   uint32_t **apUp;       /* upper lists per id, or NULL */
   unsigned char *aVec;   /* stored vectors */
-  unsigned char *aCode;  /* code rows, or NULL */
+  unsigned char *aCode;  /* code rows, ANNEX_CODE_ALIGN-aligned, or NULL */
+  unsigned char *pCodeRaw; /* the block aCode lies in */
   unsigned char *aDirty; /* bitmap: record changed since last clear */
   unsigned char *aRemoved; /* bitmap: removed by repair */
   unsigned char *aLock;  /* per-id spinlocks during a batch, else NULL */
@@ -202,16 +226,111 @@ static inline const unsigned char *hnsw_vec(const annex_hnsw *g, uint32_t id) {
   return g->aVec + (size_t)id * g->nVB;
 }
 
-/* After id's stored vector is written: its code row, when there are codes. */
+/* After id's stored vector is written: its code row, once the ranges are
+** fitted (before, hnsw_code_fit codes every node). A row with a value
+** outside the ranges counts towards a refit. Safe in a batch's threads. */
 static inline void hnsw_encode(annex_hnsw *g, uint32_t id) {
-  if (g->xCode) {
-    const float *v = (const float *)hnsw_vec(g, id);
-    if (g->aCentre && !g->bCentre) {
-      memcpy(g->aCentre, v, sizeof(float) * g->p.nDim);
-      g->bCentre = 1;
-    }
-    annex_code_encode(v, g->aCentre, g->p.nDim, g->aCode + (size_t)id * g->nCB);
+  if (g->bCoded) {
+    size_t n = annex_code_encode((const float *)hnsw_vec(g, id), g->aLo,
+                                 g->aStep, g->p.nDim,
+                                 g->aCode + (size_t)id * g->nCB);
+    __atomic_fetch_add(&g->nCodedNew, 1, HNSW_RELAXED);
+    if (n) __atomic_fetch_add(&g->nClampNew, n, HNSW_RELAXED);
   }
+}
+
+/* States whose node holds its vector in aVec. */
+static inline int hnsw_has_vec(unsigned st) {
+  return st == HNSW_ST_LIVE || st == HNSW_ST_PENDNEW || st == HNSW_ST_PENDOLD;
+}
+
+/* The k-th smallest of a[0..n) (reorders a): Hoare's FIND, as Wirth
+** writes it. */
+static float hnsw_select(float *a, size_t n, size_t k) {
+  ptrdiff_t l = 0, r = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
+  while (l < r) {
+    float x = a[kk];
+    ptrdiff_t i = l, j = r;
+    do {
+      while (a[i] < x) i++;
+      while (x < a[j]) j--;
+      if (i <= j) {
+        float t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    } while (i <= j);
+    if (j < kk) l = i;
+    if (kk < i) r = j;
+  }
+  return a[kk];
+}
+
+/* Fit the code ranges to a sample of the nodes in memory and code every
+** one. 0 (nothing changed) when the scratch cannot be had or no node is. */
+static int hnsw_codes_fit(annex_hnsw *g) {
+  const size_t d = g->p.nDim;
+  size_t nVec = 0, nS = 0, nStep, k, nClamp = 0;
+  uint32_t *aId;
+  float *aCol;
+  for (uint32_t id = 0; id < g->nCap; id++) nVec += hnsw_has_vec(g->aState[id]);
+  if (nVec == 0) return 0;
+  nStep = (nVec + HNSW_CODE_SAMPLE - 1) / HNSW_CODE_SAMPLE;
+  aId = annex_malloc(sizeof(uint32_t) * (nVec / nStep + 1));
+  aCol = annex_malloc(sizeof(float) * (nVec / nStep + 1));
+  if (aId == NULL || aCol == NULL) {
+    annex_free(aId);
+    annex_free(aCol);
+    return 0;
+  }
+  for (uint32_t id = 0, j = 0; id < g->nCap; id++) {
+    if (hnsw_has_vec(g->aState[id]) && j++ % nStep == 0) aId[nS++] = id;
+  }
+  k = nS >= HNSW_CODE_SAMPLE / 2; /* a full sample: its second extremes */
+  for (size_t i = 0; i < d; i++) { /* lows into aLo, highs into aStep */
+    for (size_t j = 0; j < nS; j++) {
+      aCol[j] = ((const float *)hnsw_vec(g, aId[j]))[i];
+    }
+    g->aLo[i] = hnsw_select(aCol, nS, k);
+    g->aStep[i] = hnsw_select(aCol, nS, nS - 1 - k);
+  }
+  annex_free(aId);
+  annex_free(aCol);
+  annex_code_fit(g->aLo, g->aStep, d, g->aLo, g->aStep);
+  for (uint32_t id = 0; id < g->nCap; id++) {
+    if (hnsw_has_vec(g->aState[id])) {
+      nClamp += annex_code_encode((const float *)hnsw_vec(g, id), g->aLo,
+                                  g->aStep, d, g->aCode + (size_t)id * g->nCB);
+    }
+  }
+  g->rFitClamp = (double)nClamp / ((double)nVec * (double)d);
+  g->nCodedNew = g->nClampNew = 0;
+  g->nFitNodes = nVec;
+  g->bCoded = 1;
+  return 1;
+}
+
+/* Whether the fit is stale: it had fewer than HNSW_CODE_SAMPLE nodes to
+** sample and the graph has four times as many now (lazy loading, a growing
+** table), or the rows coded since say the data moved out of it. */
+static int hnsw_codes_stale(const annex_hnsw *g) {
+  double nNew = (double)g->nCodedNew;
+  if (g->nFitNodes < HNSW_CODE_SAMPLE && g->nNode >= 4 * g->nFitNodes) {
+    return 1;
+  }
+  if (nNew * HNSW_CODE_REFIT < (double)g->nNode || nNew == 0.0) return 0;
+  return (double)g->nClampNew / (nNew * (double)g->p.nDim) >
+         4.0 * g->rFitClamp + 1.0 / 1024.0;
+}
+
+/* Whether queries walk code rows now, after fitting their ranges when due.
+** Serial only. */
+static int hnsw_codes_ready(annex_hnsw *g) {
+  if (g->xCode == NULL) return 0;
+  if (g->bCoded ? hnsw_codes_stale(g) : g->nNode >= HNSW_CODE_MIN_NODES) {
+    hnsw_codes_fit(g);
+  }
+  return g->bCoded;
 }
 
 /* Score of the prepared query q (annex_code_query) against id's code row. */
@@ -448,13 +567,11 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   g->iEntry = -1;
   g->nTop = -1;
   g->pIn = annex_malloc(g->nIn);
-  /* l2 codes are centred on a vector of the data, so that data far from the
-  ** origin does not make their sums cancel (distance.h). */
-  if (g->xCode && g->eCode == ANNEX_METRIC_L2) {
-    g->aCentre = annex_calloc(p->nDim, sizeof(float));
+  if (g->xCode) {
+    g->aLo = annex_calloc(2 * p->nDim, sizeof(float));
+    g->aStep = g->aLo ? g->aLo + p->nDim : NULL;
   }
-  if (g->pIn == NULL || (g->xCode && g->eCode == ANNEX_METRIC_L2 &&
-                         g->aCentre == NULL) ||
+  if (g->pIn == NULL || (g->xCode && g->aLo == NULL) ||
       hnsw_ctx_init(g, &g->ctx0, 0)) {
     annex_hnsw_free(g);
     return ANNEX_HNSW_NOMEM;
@@ -473,8 +590,8 @@ void annex_hnsw_free(annex_hnsw *g) {
   annex_free(g->aL0);
   annex_free(g->apUp);
   annex_free(g->aVec);
-  annex_free(g->aCode);
-  annex_free(g->aCentre);
+  annex_free(g->pCodeRaw);
+  annex_free(g->aLo);
   annex_free(g->aDirty);
   annex_free(g->aLiveBit);
   annex_free(g->aRemoved);
@@ -501,6 +618,8 @@ const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g) {
 }
 
 int annex_hnsw_uses_codes(const annex_hnsw *g) { return g->xCode != NULL; }
+
+int annex_hnsw_codes_fitted(const annex_hnsw *g) { return g->bCoded; }
 
 void annex_hnsw_set_entry(annex_hnsw *g, int64_t entry, int nLevel) {
   if (entry < 0 || entry >= (int64_t)HNSW_ID_LIMIT) {
@@ -547,6 +666,25 @@ static int hnsw_grow_array(void **pp, size_t nOld, size_t nNew, size_t sz) {
   return ANNEX_HNSW_OK;
 }
 
+/* Grow the code rows from nOld to nNew, each starting a cache line (which
+** realloc's blocks do not promise): a new block, the rows copied. */
+static int hnsw_grow_codes(annex_hnsw *g, size_t nOld, size_t nNew) {
+  unsigned char *pRaw, *p;
+  size_t nB;
+  if (nNew > (SIZE_MAX - ANNEX_CODE_ALIGN) / g->nCB) return ANNEX_HNSW_NOMEM;
+  nB = nNew * g->nCB + ANNEX_CODE_ALIGN;
+  pRaw = annex_malloc(nB);
+  if (pRaw == NULL) return ANNEX_HNSW_NOMEM;
+  annex_advise_huge(pRaw, nB);
+  p = pRaw + (-(uintptr_t)pRaw & (ANNEX_CODE_ALIGN - 1));
+  if (nOld) memcpy(p, g->aCode, nOld * g->nCB);
+  memset(p + nOld * g->nCB, 0, (nNew - nOld) * g->nCB);
+  annex_free(g->pCodeRaw);
+  g->pCodeRaw = pRaw;
+  g->aCode = p;
+  return ANNEX_HNSW_OK;
+}
+
 int annex_hnsw_reserve(annex_hnsw *g, uint32_t n) {
   uint32_t nOld = g->nCap, nNew;
   size_t b0, b1;
@@ -564,8 +702,7 @@ int annex_hnsw_reserve(annex_hnsw *g, uint32_t n) {
       hnsw_grow_array((void **)&g->aL0, nOld * g->nS0, nNew * g->nS0, 4) ||
       hnsw_grow_array((void **)&g->apUp, nOld, nNew, sizeof(uint32_t *)) ||
       hnsw_grow_array((void **)&g->aVec, nOld, nNew, g->nVB) ||
-      (g->nCB &&
-       hnsw_grow_array((void **)&g->aCode, nOld, nNew, g->nCB)) ||
+      (g->nCB && hnsw_grow_codes(g, nOld, nNew)) ||
       hnsw_grow_array((void **)&g->aDirty, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->aLiveBit, b0, b1, 1) ||
       hnsw_grow_array((void **)&g->aRemoved, b0, b1, 1) ||
@@ -600,7 +737,7 @@ size_t annex_hnsw_memory(const annex_hnsw *g) {
          n * (2 + g->nS0 * 4 + sizeof(uint32_t *) + g->nVB + g->nCB +
               sizeof(hnsw_tag)) +
          3 * ((n + 7) / 8) + g->nUpBytes + g->nIn + g->nVB +
-         (g->aCentre ? sizeof(float) * g->p.nDim : 0) +
+         (g->aLo ? 2 * sizeof(float) * g->p.nDim : 0) +
          g->ctx0.nCandCap * sizeof(hnsw_pair) +
          g->ctx0.nResCap * sizeof(hnsw_pair);
 }
@@ -646,6 +783,8 @@ void annex_hnsw_reset(annex_hnsw *g) {
   g->nNode = 0;
   g->iEntry = -1;
   g->nTop = -1;
+  g->bCoded = 0;
+  g->nCodedNew = g->nClampNew = 0;
 }
 
 /* ------------------------------------------------------------- records */
@@ -1056,26 +1195,27 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   hnsw_pair cur;
   size_t nRes = 0;
   uint32_t e = 0;
-  int top, rc;
+  int top, rc, bCode;
   *pnOut = 0;
   if (k == 0) return ANNEX_HNSW_OK;
   rc = hnsw_entry(g, &e, &top);
   if (rc == ANNEX_HNSW_ABSENT) return ANNEX_HNSW_OK; /* nothing reachable */
   if (rc || top < 0) return rc;
   if (ef < k) ef = k;
+  bCode = hnsw_codes_ready(g);
   hnsw_prepare(g, pQuery, c->aQ);
   cur.id = e;
-  if (g->xCode) {
-    annex_code_query(g->eCode, (const float *)c->aQ, g->aCentre, g->p.nDim,
-                     c->aQC);
+  if (bCode) {
+    annex_code_query(g->eCode, (const float *)c->aQ, g->aLo, g->aStep,
+                     g->p.nDim, c->aQC);
     cur.d = hnsw_code_dist(g, c->aQC, e);
   } else {
     cur.d = hnsw_dist(g, c->aQ, hnsw_vec(g, e));
   }
-  rc = hnsw_descend(g, c, g->xCode ? c->aQC : c->aQ, cur, top, ef, aAccept,
-                    nAcceptBits, g->xCode != NULL, &nRes);
+  rc = hnsw_descend(g, c, bCode ? c->aQC : c->aQ, cur, top, ef, aAccept,
+                    nAcceptBits, bCode, &nRes);
   if (rc) return rc;
-  if (g->xCode) hnsw_rescore(g, c->aQ, c->aRes, nRes);
+  if (bCode) hnsw_rescore(g, c->aQ, c->aRes, nRes);
   hnsw_sort(c->aRes, nRes);
   if (nRes > k) nRes = k;
   for (size_t i = 0; i < nRes; i++) {

@@ -95,8 +95,13 @@ void annex_hnsw_free(annex_hnsw *g);
 ** until put, inserted or reset. */
 void annex_hnsw_set_io(annex_hnsw *g, const annex_hnsw_io *io);
 const annex_hnsw_params *annex_hnsw_params_of(const annex_hnsw *g);
-/* 1 if queries walk 8-bit code rows (then re-rank with the vectors). */
+/* 1 if queries walk 8-bit code rows (then re-rank with the vectors), once
+** the rows' ranges are fitted: the first query that finds enough nodes in
+** memory fits them, and a query refits them when many rows coded since
+** have values outside (data that moved). */
 int annex_hnsw_uses_codes(const annex_hnsw *g);
+/* 1 while the code ranges are fitted (the next query walks code rows). */
+int annex_hnsw_codes_fitted(const annex_hnsw *g);
 
 /* Entry point and top level, as the caller persisted them (-1: empty). */
 void annex_hnsw_set_entry(annex_hnsw *g, int64_t entry, int nLevel);
