@@ -309,12 +309,15 @@ static void check_code_row(size_t dims, size_t off, float shift,
   float *aMin = malloc(dims * sizeof(float)), *aMax = malloc(dims * sizeof(float));
   float *aLo = malloc(dims * sizeof(float)), *aSt = malloc(dims * sizeof(float));
   float *x = malloc(dims * sizeof(float)), *q = malloc(dims * sizeof(float));
-  double l2 = 0, e2 = 0, dot = 0, sLo = 0, sWc = 0;
-  annex_dist_fn fL2 = annex_code_kernel(ANNEX_METRIC_L2);
-  annex_dist_fn fIp = annex_code_kernel(ANNEX_METRIC_IP);
+  double l2 = 0, e2 = 0, dot = 0, sLo = 0, sWc = 0, n2 = 0;
+  annex_dist_fn fL2 = annex_code_kernel(ANNEX_METRIC_L2, dims);
+  annex_dist_fn fIp = annex_code_kernel(ANNEX_METRIC_IP, dims);
+  const int bNorm = annex_code_has_norm(dims);
+  float hL2[2], hIp[2];
+  double sc = 0, mag = 0;
   assert_true(row && pL2 && pIp && aMin && aMax && aLo && aSt && x && q);
   assert_true(fL2 && fIp);
-  assert_null(annex_code_kernel(ANNEX_METRIC_COSINE));
+  assert_null(annex_code_kernel(ANNEX_METRIC_COSINE, dims));
   assert_true(nB >= dims && nB % ANNEX_CODE_ALIGN == 0);
   r = row + off;
   for (size_t i = 0; i < dims; i++) {
@@ -327,10 +330,12 @@ static void check_code_row(size_t dims, size_t off, float shift,
   annex_code_fit(aMin, aMax, dims, aLo, aSt);
   memset(r, 0xAB, nB);
   assert_int_equal(annex_code_encode(x, aLo, aSt, dims, r), 0);
-  for (size_t i = dims; i < nB; i++) assert_int_equal(r[i], 0);
+  for (size_t i = dims; i < nB - (bNorm ? 4 : 0); i++) assert_int_equal(r[i], 0);
   /* Prepared queries are aligned (distance.h); rows need not be. */
   annex_code_query(ANNEX_METRIC_L2, q, aLo, aSt, dims, pL2);
   annex_code_query(ANNEX_METRIC_IP, q, aLo, aSt, dims, pIp);
+  memcpy(hL2, pL2, sizeof hL2);
+  memcpy(hIp, pIp, sizeof hIp);
   for (size_t i = 0; i < dims; i++) {
     double v = (double)aLo[i] + (double)aSt[i] * r[i], a = (double)q[i] - v;
     double mag = fabs(q[i]) + fabs(aLo[i]) + fabs((double)aSt[i] * r[i]);
@@ -338,15 +343,27 @@ static void check_code_row(size_t dims, size_t off, float shift,
     assert_true(fabs(v - x[i]) <= 0.5 * aSt[i] + code_eps(fabs(x[i]) + 1.0));
     l2 += a * a;
     e2 += 2.0 * fabs(a) * code_eps(mag) + code_eps(a * a);
+    double w = (double)aSt[i] * (r[i] - 127.5), m = (double)q[i] - aLo[i] -
+                                                     127.5 * aSt[i];
     dot += (double)q[i] * v;
     sLo += fabs((double)q[i] * aLo[i]);
     sWc += fabs((double)q[i] * aSt[i] * r[i]);
+    sc += r[i];
+    n2 += w * w;
+    mag += m * m + fabs(255.0 * m * aSt[i]) + w * w;
   }
-  /* float sums of dims terms: their rounding grows with dims */
-  e2 += code_eps(l2) * (double)dims;
-  assert_true(fabs(fL2(pL2, r, dims) - l2) <= e2 + 1e-6);
+  if (bNorm) { /* the norm, and the integer form's bound (distance.h) */
+    float n;
+    memcpy(&n, r + nB - 4, sizeof n);
+    assert_true(fabs(n - n2) <= code_eps(n2) + 1e-30);
+    assert_true(fabs(fL2(pL2, r, dims) - l2) <=
+                (double)hL2[1] * sc + code_eps(mag) + 1e-6);
+  } else { /* the float form: float rounding of its terms and sum */
+    e2 += code_eps(l2) * (double)dims;
+    assert_true(fabs(fL2(pL2, r, dims) - l2) <= e2 + 1e-6);
+  }
   assert_true(fabs(fIp(pIp, r, dims) + dot) <=
-              2.0 * code_eps(sLo) + code_eps(sWc) * (double)(dims + 2) + 1e-6);
+              0.5 * (double)hIp[1] * sc + code_eps(sLo) + code_eps(sWc) + 1e-6);
   free(row);
   free(pL2);
   free(pIp);
@@ -376,7 +393,7 @@ static void check_code_edges(void) {
   annex_code_fit(aMax + 2, aMax + 2, 3, aLo, aSt); /* 2.5, 20, 0: constant */
   assert_int_equal(annex_code_encode(aMax + 2, aLo, aSt, 3, row), 0);
   annex_code_query(ANNEX_METRIC_L2, aMax + 2, aLo, aSt, 3, aQ);
-  assert_true(annex_code_kernel(ANNEX_METRIC_L2)(aQ, row, 3) == 0.0f);
+  assert_true(annex_code_kernel(ANNEX_METRIC_L2, 3)(aQ, row, 3) == 0.0f);
   annex_code_fit(aMin, aMax, 5, aLo, aSt);
   annex_code_fit(aMin, aMax, 5, aMin, aMax); /* in place */
   assert_memory_equal(aMin, aLo, sizeof aLo);

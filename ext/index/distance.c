@@ -191,8 +191,37 @@ static float bit_hamming_portable(const void *pA, const void *pB, size_t dims) {
 
 /* ------------------------------------------------------------ code rows */
 
-/* Plain loops over the padded lanes: compilers vectorise them. */
+/* P = sum u[i] * c[i]: four 32-bit partial sums per block. */
+static inline __attribute__((always_inline)) int64_t code_dot_portable(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  int64_t tot = 0;
+  size_t i = 0;
+  while (i < dims) {
+    size_t end = dims - i < ANNEX_CODE_BLOCK ? dims : i + ANNEX_CODE_BLOCK;
+    int32_t s[4] = {0, 0, 0, 0};
+    for (; i + 4 <= end; i += 4) {
+      for (int l = 0; l < 4; l++) s[l] += (int32_t)u[i + l] * c[i + l];
+    }
+    for (; i < end; i++) s[0] += (int32_t)u[i] * c[i];
+    tot += (int64_t)s[0] + s[1] + s[2] + s[3];
+  }
+  return tot;
+}
+
 float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(pQ, row, dims,
+                             code_dot_portable(annex_code_steps(pQ), row, dims));
+}
+
+float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims) {
+  return annex_code_ip_score(
+      pQ, code_dot_portable(annex_code_steps(pQ), pRow, dims));
+}
+
+/* The float form: a plain loop over the padded lanes (compilers vectorise
+** it). */
+float annex_code_l2f_portable(const void *pQ, const void *pRow, size_t dims) {
   const unsigned char *c = pRow;
   const size_t n = annex_code_lanes(dims);
   const float *r = annex_code_qv(pQ), *st = r + n;
@@ -206,23 +235,12 @@ float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *c = pRow;
-  const size_t n = annex_code_lanes(dims);
-  const float *w = annex_code_qv(pQ);
-  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (size_t i = 0; i < n; i += 4) {
-    for (int l = 0; l < 4; l++) s[l] += w[i + l] * (float)c[i + l];
-  }
-  return -(*(const float *)pQ + ((s[0] + s[1]) + (s[2] + s[3])));
-}
-
 const annex_kernels annex_kernels_portable = {
   "portable",
   f32_l2_portable, f32_cosine_portable, f32_ip_portable,
   i8_l2_portable, i8_cosine_portable, i8_ip_portable,
   bit_hamming_portable,
-  annex_code_l2_portable, annex_code_ip_portable
+  annex_code_l2_portable, annex_code_l2f_portable, annex_code_ip_portable
 };
 
 /* --------------------------------------------------------------- dispatch */
@@ -346,50 +364,112 @@ void annex_code_fit(const float *aMin, const float *aMax, size_t dims,
   }
 }
 
+int annex_code_has_norm(size_t dims) {
+  return annex_code_bytes(dims) >= ((dims + 3) & ~(size_t)3) + sizeof(float);
+}
+
+/* Half the code range: rows and queries are centred on each range's middle
+** (lo + ANNEX_CODE_MID * step), which keeps the l2 sums small. */
+#define ANNEX_CODE_MID 127.5
+
 size_t annex_code_encode(const float *x, const float *aLo, const float *aStep,
                          size_t dims, unsigned char *row) {
+  const size_t nB = annex_code_bytes(dims);
   size_t nClamp = 0;
+  double n2 = 0.0;
   for (size_t i = 0; i < dims; i++) {
     float v = aStep[i] > 0.0f ? (x[i] - aLo[i]) / aStep[i] + 0.5f : 0.0f;
+    double y;
     if (v < 0.0f || v >= 256.0f || (aStep[i] == 0.0f && x[i] != aLo[i])) {
       nClamp++;
     }
     row[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned char)v;
+    y = (double)aStep[i] * (row[i] - ANNEX_CODE_MID);
+    n2 += y * y;
   }
-  memset(row + dims, 0, annex_code_bytes(dims) - dims);
+  memset(row + dims, 0, nB - dims);
+  if (annex_code_has_norm(dims)) {
+    float n = (float)n2;
+    memcpy(row + nB - sizeof n, &n, sizeof n);
+  }
   return nClamp;
 }
 
-size_t annex_code_query_bytes(size_t dims) {
+/* Largest |u[i]| of an integer-form query, 2^14 - 1: the bound
+** ANNEX_CODE_BLOCK is sized for. */
+#define ANNEX_CODE_STEPS 16383
+
+static size_t code_int_bytes(size_t dims) {
+  return ANNEX_CODE_QUERY_HEADER + sizeof(int16_t) * ((dims + 31) & ~(size_t)31);
+}
+
+static size_t code_float_bytes(size_t dims) {
   return ANNEX_CODE_QUERY_HEADER + 2 * sizeof(float) * annex_code_lanes(dims);
+}
+
+size_t annex_code_query_bytes(size_t dims) {
+  size_t a = code_int_bytes(dims), b = code_float_bytes(dims);
+  return a > b ? a : b;
+}
+
+/* v[i] in 15-bit steps into u (zero-padded to 32), header (c, step). */
+static void code_query_steps(const float *v, size_t dims, double c, void *out) {
+  int16_t *u = (int16_t *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+  float mx = 0.0f, step, inv, h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0};
+  for (size_t i = 0; i < dims; i++) {
+    if (fabsf(v[i]) > mx) mx = fabsf(v[i]);
+  }
+  step = mx / (float)ANNEX_CODE_STEPS;
+  /* All steps zero (a zero or vanishing query): P is 0, c exact. */
+  inv = step > 0.0f && isfinite(1.0f / step) ? 1.0f / step : 0.0f;
+  for (size_t i = 0; i < dims; i++) {
+    long k = lrintf(v[i] * inv);
+    if (k > ANNEX_CODE_STEPS) k = ANNEX_CODE_STEPS;
+    if (k < -ANNEX_CODE_STEPS) k = -ANNEX_CODE_STEPS;
+    u[i] = (int16_t)k;
+  }
+  for (size_t i = dims; i < ((dims + 31) & ~(size_t)31); i++) u[i] = 0;
+  h[0] = (float)c;
+  h[1] = inv > 0.0f ? step : 0.0f;
+  memcpy(out, h, sizeof h);
 }
 
 void annex_code_query(annex_metric metric, const float *q, const float *aLo,
                       const float *aStep, size_t dims, void *out) {
-  const size_t n = annex_code_lanes(dims);
-  float *v = (float *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
-  double qm = 0.0;
-  float h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0.0f};
-  if (metric == ANNEX_METRIC_L2) {
+  /* v is built in the space of u, which the float form also fits in. */
+  float *v = (float *)((unsigned char *)out + code_float_bytes(dims) -
+                       sizeof(float) * dims);
+  double c = 0.0;
+  if (metric == ANNEX_METRIC_L2 && !annex_code_has_norm(dims)) {
+    const size_t n = annex_code_lanes(dims);
+    float *r = (float *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+    float h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0};
     for (size_t i = 0; i < dims; i++) {
-      v[i] = q[i] - aLo[i];
-      v[n + i] = aStep[i];
+      r[i] = q[i] - aLo[i];
+      r[n + i] = aStep[i];
     }
-    for (size_t i = dims; i < n; i++) v[i] = v[n + i] = 0.0f;
-  } else {
-    for (size_t i = 0; i < dims; i++) {
-      v[i] = q[i] * aStep[i];
-      qm += (double)q[i] * aLo[i];
-    }
-    for (size_t i = dims; i < n; i++) v[i] = 0.0f;
+    for (size_t i = dims; i < n; i++) r[i] = r[n + i] = 0.0f;
+    memcpy(out, h, sizeof h);
+    return;
   }
-  h[0] = (float)qm;
-  memcpy(out, h, sizeof h);
+  for (size_t i = 0; i < dims; i++) {
+    if (metric == ANNEX_METRIC_L2) { /* r = q - middle, v = r step */
+      double r = (double)q[i] - aLo[i] - ANNEX_CODE_MID * aStep[i];
+      v[i] = (float)(r * aStep[i]);
+      c += r * r + 2.0 * ANNEX_CODE_MID * r * aStep[i];
+    } else { /* v = q step, c = q.lo */
+      v[i] = q[i] * aStep[i];
+      c += (double)q[i] * aLo[i];
+    }
+  }
+  code_query_steps(v, dims, c, out);
 }
 
-annex_dist_fn annex_code_kernel(annex_metric metric) {
+annex_dist_fn annex_code_kernel(annex_metric metric, size_t dims) {
   const annex_kernels *k = kernels_active();
-  if (metric == ANNEX_METRIC_L2) return k->code_l2;
+  if (metric == ANNEX_METRIC_L2) {
+    return annex_code_has_norm(dims) ? k->code_l2 : k->code_l2f;
+  }
   if (metric == ANNEX_METRIC_IP) return k->code_ip;
   return 0;
 }

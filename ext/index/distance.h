@@ -73,46 +73,60 @@ void annex_distance_many(annex_elem elem, annex_metric metric,
 
 /* 8-bit code rows: scalar quantization with one range per dimension, shared
 ** by every row of an index (as FAISS's SQ8). The ranges come from the data
-** (annex_code_fit over per-dimension minima and maxima); a row holds only
-** its codes, so a 128-d row is exactly two 64-byte lines:
-**   u8 c[d], zero-padded to annex_code_bytes(d) (a multiple of 64)
+** (annex_code_fit over per-dimension lows and highs); a row holds no
+** per-row range, so a 128-d row is exactly two 64-byte lines:
+**   u8 c[d], zero-padded to annex_code_bytes(d) (a multiple of 64),
+**   and, when the pad has room (annex_code_has_norm), its last 4 bytes
+**   f32 norm = sum (step[i] (c[i] - 127.5))^2
 ** with c[i] = round((x[i] - lo[i]) / step[i]) clamped to 0..255; the row
-** decodes to lo[i] + step[i] * c[i], within step[i] / 2 of x[i] when x[i]
+** decodes to lo[i] + step[i] c[i], within step[i] / 2 of x[i] when x[i]
 ** lies in the range. The caller allocates rows at multiples of 64 bytes
-** from a 64-byte-aligned base, so each row starts a cache line.
+** from a 64-byte-aligned base, so each row starts a cache line. Floats are
+** in host order (rows live in memory only, never on disk).
 **
-** A query q is prepared once per search (annex_code_query) into
-**   f32 qm, pad to 64 bytes, then
-**   l2   f32 r[P], f32 s[P]   r = q - lo, s = step
-**   ip   f32 w[P]             w = q * step, qm = q . lo
-** (P = d rounded up to 16, the pad zero), and a kernel computes
-**   l2   |q - decoded|^2   = sum (r[i] - s[i] c[i])^2
-**   ip   -(q . decoded)    = -(qm + sum w[i] c[i])
-** in float, with no per-row term: the l2 form is a sum of squares, so it
-** does not cancel for data far from the origin. */
+** A query q is prepared once per search (annex_code_query). The integer
+** form (ip; l2 when rows have a norm) is
+**   f32 C, f32 step, pad to 64 bytes, i16 u[d rounded up to 32, zero pad]
+** with u[i] = round(v[i] / step), step = max |v| / 16383, and a kernel
+** needs one integer dot product P = sum u[i] c[i]:
+**   l2   v = r step, r = q - (lo + 127.5 step), C = sum r^2 + 255 sum v
+**        |q - decoded|^2 = C + norm - 2 step P
+**   ip   v = q step, C = q . lo
+**        -(q . decoded)  = -(C + step P)
+** Rounding v to u moves a score by at most step / 2 * sum c (l2: twice
+** that): with 15-bit steps, far less than the codes' own error. The float
+** form (l2 rows without a norm, e.g. d a multiple of 64) is
+**   pad to 64 bytes, f32 r[P], f32 s[P]   r = q - lo, s = step
+** (P = d rounded up to 16, the pad zero), scored as
+**   |q - decoded|^2 = sum (r[i] - s[i] c[i])^2,
+** which costs about twice the integer form's work but reads no norm: rows
+** of d = 64k stay exactly k lines. */
 #define ANNEX_CODE_ALIGN 64
 #define ANNEX_CODE_QUERY_HEADER 64
 /* Bytes of one code row: dims rounded up to ANNEX_CODE_ALIGN. */
 size_t annex_code_bytes(size_t dims);
-/* The ranges of dims dimensions from their minima and maxima over the data
+/* 1 if a row of dims codes carries its norm (4 bytes free in its pad). */
+int annex_code_has_norm(size_t dims);
+/* The ranges of dims dimensions from their lows and highs over the data
 ** (finite): each widened by 1/64 of its span on either side, so values a
 ** little outside the data seen still code without clamping. aLo and
 ** aStep may be aMin and aMax (written over in place). */
 void annex_code_fit(const float *aMin, const float *aMax, size_t dims,
                     float *aLo, float *aStep);
-/* Code x (finite) into row (annex_code_bytes(dims) bytes, pad zeroed).
-** Returns the number of dimensions clamped to the range's ends. */
+/* Code x (finite) into row (annex_code_bytes(dims) bytes, pad zeroed,
+** norm set). Returns the number of dimensions clamped to the range. */
 size_t annex_code_encode(const float *x, const float *aLo, const float *aStep,
                          size_t dims, unsigned char *row);
 size_t annex_code_query_bytes(size_t dims);
-/* Prepare query q (finite) for the code kernel of metric (l2 or ip) into
-** out: annex_code_query_bytes(dims) bytes, aligned for a float (as
-** malloc's blocks are). */
+/* Prepare query q (finite) for the code kernel of (metric, dims) into out:
+** annex_code_query_bytes(dims) bytes, aligned for a float (as malloc's
+** blocks are). */
 void annex_code_query(annex_metric metric, const float *q, const float *aLo,
                       const float *aStep, size_t dims, void *out);
-/* The kernel scoring a prepared query (a) against a code row (b), with the
-** score of the table above on the decoded vector: l2 for ANNEX_METRIC_L2,
-** -(q.decoded) for ANNEX_METRIC_IP; NULL for any other metric. */
-annex_dist_fn annex_code_kernel(annex_metric metric);
+/* The kernel scoring a query prepared for (metric, dims) (a) against a code
+** row (b), with the score of the table above on the decoded vector: l2
+** for ANNEX_METRIC_L2, -(q.decoded) for ANNEX_METRIC_IP; NULL for any
+** other metric. */
+annex_dist_fn annex_code_kernel(annex_metric metric, size_t dims);
 
 #endif /* ANNEX_DISTANCE_H */

@@ -278,6 +278,57 @@ static float bit_hamming_avx2(const void *pA, const void *pB, size_t dims) {
 
 /* ------------------------------------------------------------ code rows */
 
+/* P = sum u[i] * c[i] over at most ANNEX_CODE_BLOCK dims: codes widened
+** to int16 and multiplied with VPMADDWD into int32 lanes; a tail of under
+** 16 codes is copied into a zeroed buffer (u is zero-padded to 32). */
+static inline __attribute__((always_inline)) int32_t code_dot_block_avx2(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+  size_t i = 0;
+  for (; i + 32 <= dims; i += 32) {
+    __m256i c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i)));
+    __m256i c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(c + i + 16)));
+    s0 = _mm256_add_epi32(
+        s0, _mm256_madd_epi16(c0, _mm256_loadu_si256((const __m256i *)(u + i))));
+    s1 = _mm256_add_epi32(
+        s1, _mm256_madd_epi16(c1, _mm256_loadu_si256((const __m256i *)(u + i + 16))));
+  }
+  for (; i < dims; i += 16) {
+    unsigned char aTail[16] = {0};
+    const unsigned char *p = c + i;
+    if (dims - i < 16) {
+      memcpy(aTail, c + i, dims - i);
+      p = aTail;
+    }
+    s0 = _mm256_add_epi32(
+        s0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)),
+                              _mm256_loadu_si256((const __m256i *)(u + i))));
+  }
+  return i32_hsum(_mm256_add_epi32(s0, s1));
+}
+
+/* P over any dims: blocks summed in int64. */
+static inline __attribute__((always_inline)) int64_t code_dot_avx2(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  int64_t tot = 0;
+  if (dims <= ANNEX_CODE_BLOCK) return code_dot_block_avx2(u, c, dims);
+  for (size_t i = 0; i < dims; i += ANNEX_CODE_BLOCK) {
+    size_t n = dims - i < ANNEX_CODE_BLOCK ? dims - i : ANNEX_CODE_BLOCK;
+    tot += code_dot_block_avx2(u + i, c + i, n);
+  }
+  return tot;
+}
+
+static float code_l2_avx2(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(pQ, row, dims,
+                             code_dot_avx2(annex_code_steps(pQ), row, dims));
+}
+
+static float code_ip_avx2(const void *pQ, const void *pRow, size_t dims) {
+  return annex_code_ip_score(pQ, code_dot_avx2(annex_code_steps(pQ), pRow, dims));
+}
+
 /* 8 codes from c, widened to floats. */
 static inline __attribute__((always_inline)) __m256 code_ld8_avx2(
     const unsigned char *c) {
@@ -286,7 +337,7 @@ static inline __attribute__((always_inline)) __m256 code_ld8_avx2(
 }
 
 /* sum (r[i] - s[i] c[i])^2 over the padded lanes (a multiple of 16). */
-static float code_l2_avx2(const void *pQ, const void *pRow, size_t dims) {
+static float code_l2f_avx2(const void *pQ, const void *pRow, size_t dims) {
   const unsigned char *c = pRow;
   const size_t n = annex_code_lanes(dims);
   const float *r = annex_code_qv(pQ), *st = r + n;
@@ -302,25 +353,12 @@ static float code_l2_avx2(const void *pQ, const void *pRow, size_t dims) {
   return f32_hsum(_mm256_add_ps(s0, s1));
 }
 
-/* -(qm + sum w[i] c[i]) over the padded lanes (a multiple of 16). */
-static float code_ip_avx2(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *c = pRow;
-  const size_t n = annex_code_lanes(dims);
-  const float *w = annex_code_qv(pQ);
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-  for (size_t i = 0; i < n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), code_ld8_avx2(c + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), code_ld8_avx2(c + i + 8), s1);
-  }
-  return -(*(const float *)pQ + f32_hsum(_mm256_add_ps(s0, s1)));
-}
-
 const annex_kernels annex_kernels_avx2 = {
   "avx2",
   f32_l2_avx2, f32_cosine_avx2, f32_ip_avx2,
   i8_l2_avx2, i8_cosine_avx2, i8_ip_avx2,
   bit_hamming_avx2,
-  code_l2_avx2, code_ip_avx2
+  code_l2_avx2, code_l2f_avx2, code_ip_avx2
 };
 
 #else

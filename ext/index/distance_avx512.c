@@ -278,6 +278,52 @@ static float bit_hamming_avx512_vpopcnt(const void *pA, const void *pB,
 
 /* ------------------------------------------------------------ code rows */
 
+/* P = sum u[i] * c[i] over at most ANNEX_CODE_BLOCK dims: codes widened
+** to int16 and multiplied with VPMADDWD into int32 lanes; the tail is a
+** masked load (u is zero-padded to 32). */
+static inline __attribute__((always_inline)) int32_t code_dot_block_avx512(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+  size_t i = 0;
+  for (; i + 64 <= dims; i += 64) {
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(c + i)));
+    __m512i c1 = _mm512_cvtepu8_epi16(
+        _mm256_loadu_si256((const __m256i *)(c + i + 32)));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(c0, _mm512_loadu_si512(u + i)));
+    s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(c1, _mm512_loadu_si512(u + i + 32)));
+  }
+  for (; i < dims; i += 32) {
+    size_t r = dims - i < 32 ? dims - i : 32;
+    __mmask32 m = r == 32 ? ~(__mmask32)0 : (((__mmask32)1 << r) - 1u);
+    __m512i c0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, c + i));
+    s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(c0, _mm512_loadu_si512(u + i)));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+}
+
+/* P over any dims: blocks summed in int64. */
+static inline __attribute__((always_inline)) int64_t code_dot_avx512(
+    const int16_t *u, const unsigned char *c, size_t dims) {
+  int64_t tot = 0;
+  if (dims <= ANNEX_CODE_BLOCK) return code_dot_block_avx512(u, c, dims);
+  for (size_t i = 0; i < dims; i += ANNEX_CODE_BLOCK) {
+    size_t n = dims - i < ANNEX_CODE_BLOCK ? dims - i : ANNEX_CODE_BLOCK;
+    tot += code_dot_block_avx512(u + i, c + i, n);
+  }
+  return tot;
+}
+
+static float code_l2_avx512(const void *pQ, const void *pRow, size_t dims) {
+  const unsigned char *row = pRow;
+  return annex_code_l2_score(pQ, row, dims,
+                             code_dot_avx512(annex_code_steps(pQ), row, dims));
+}
+
+static float code_ip_avx512(const void *pQ, const void *pRow, size_t dims) {
+  return annex_code_ip_score(pQ,
+                             code_dot_avx512(annex_code_steps(pQ), pRow, dims));
+}
+
 /* 16 codes from c, widened to floats. */
 static inline __attribute__((always_inline)) __m512 code_ld16_avx512(
     const unsigned char *c) {
@@ -286,7 +332,7 @@ static inline __attribute__((always_inline)) __m512 code_ld16_avx512(
 }
 
 /* sum (r[i] - s[i] c[i])^2 over the padded lanes, two chains. */
-static float code_l2_avx512(const void *pQ, const void *pRow, size_t dims) {
+static float code_l2f_avx512(const void *pQ, const void *pRow, size_t dims) {
   const unsigned char *c = pRow;
   const size_t n = annex_code_lanes(dims);
   const float *r = annex_code_qv(pQ), *st = r + n;
@@ -309,28 +355,12 @@ static float code_l2_avx512(const void *pQ, const void *pRow, size_t dims) {
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
-/* -(qm + sum w[i] c[i]) over the padded lanes, two chains. */
-static float code_ip_avx512(const void *pQ, const void *pRow, size_t dims) {
-  const unsigned char *c = pRow;
-  const size_t n = annex_code_lanes(dims);
-  const float *w = annex_code_qv(pQ);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), code_ld16_avx512(c + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), code_ld16_avx512(c + i + 16),
-                         s1);
-  }
-  if (i < n) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), code_ld16_avx512(c + i), s0);
-  return -(*(const float *)pQ + _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
-}
-
 static const annex_kernels kernels_avx512 = {
   "avx512",
   f32_l2_avx512, f32_cosine_avx512, f32_ip_avx512,
   i8_l2_avx512, i8_cosine_avx512, i8_ip_avx512,
   bit_hamming_avx512,
-  code_l2_avx512, code_ip_avx512
+  code_l2_avx512, code_l2f_avx512, code_ip_avx512
 };
 
 static const annex_kernels kernels_avx512_vpopcnt = {
@@ -338,7 +368,7 @@ static const annex_kernels kernels_avx512_vpopcnt = {
   f32_l2_avx512, f32_cosine_avx512, f32_ip_avx512,
   i8_l2_avx512, i8_cosine_avx512, i8_ip_avx512,
   bit_hamming_avx512_vpopcnt,
-  code_l2_avx512, code_ip_avx512
+  code_l2_avx512, code_l2f_avx512, code_ip_avx512
 };
 
 const annex_kernels *annex_kernels_avx512(int bVpopcnt) {

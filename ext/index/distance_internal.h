@@ -29,7 +29,8 @@ typedef struct annex_kernels {
   annex_dist_fn i8_cosine;
   annex_dist_fn i8_ip;
   annex_dist_fn bit_hamming;
-  annex_dist_fn code_l2; /* float32 query against an 8-bit code row */
+  annex_dist_fn code_l2;  /* code rows with a norm (integer query) */
+  annex_dist_fn code_l2f; /* code rows without (float query) */
   annex_dist_fn code_ip;
 } annex_kernels;
 
@@ -52,15 +53,41 @@ static inline float annex_cosine_score(double dot, double nA, double nB) {
 extern const annex_kernels annex_kernels_portable;
 /* The portable code-row kernels, for sets without their own. */
 float annex_code_l2_portable(const void *pQ, const void *pRow, size_t dims);
+float annex_code_l2f_portable(const void *pQ, const void *pRow, size_t dims);
 float annex_code_ip_portable(const void *pQ, const void *pRow, size_t dims);
 
-/* Elements a code kernel reads: dims rounded up to 16. The prepared
+/* Integer kernels sum the products u[i] * c[i] of at most this many dims
+** in 32-bit integers before moving the sum to 64 bits: a whole block's sum
+** fits, 512 * 16383 * 255 < 2^31. */
+#define ANNEX_CODE_BLOCK 512
+
+/* The i16 steps of an integer-form prepared query (distance.h). */
+static inline const int16_t *annex_code_steps(const void *pQ) {
+  return (const int16_t *)((const unsigned char *)pQ + ANNEX_CODE_QUERY_HEADER);
+}
+
+/* Scores from an integer-form query's header (C, step), the row's norm
+** (l2) and P = sum u[i] c[i]. */
+static inline float annex_code_l2_score(const void *pQ, const unsigned char *row,
+                                        size_t dims, int64_t P) {
+  const float *h = (const float *)pQ;
+  float n;
+  memcpy(&n, row + annex_code_bytes(dims) - sizeof n, sizeof n);
+  return h[0] + n - 2.0f * h[1] * (float)P;
+}
+
+static inline float annex_code_ip_score(const void *pQ, int64_t P) {
+  const float *h = (const float *)pQ;
+  return -(h[0] + h[1] * (float)P);
+}
+
+/* Elements a float-form code kernel reads: dims rounded up to 16. The prepared
 ** query's pad is zero and so is the row's, so the pad adds nothing. */
 static inline size_t annex_code_lanes(size_t dims) {
   return (dims + 15) & ~(size_t)15;
 }
 
-/* The float arrays of a prepared query (distance.h): l2 r then s, ip w. */
+/* The float arrays of a float-form prepared query (distance.h): r, s. */
 static inline const float *annex_code_qv(const void *pQ) {
   return (const float *)((const unsigned char *)pQ + ANNEX_CODE_QUERY_HEADER);
 }

@@ -250,7 +250,8 @@ const annex_kernels annex_kernels_neon = {
   f32_l2_neon, f32_cosine_neon, f32_ip_neon,
   i8_l2_neon, i8_cosine_neon, i8_ip_neon,
   bit_hamming_neon,
-  annex_code_l2_portable, annex_code_ip_portable /* NEON's own: not yet */
+  annex_code_l2_portable, annex_code_l2f_portable,
+  annex_code_ip_portable /* NEON's own: not yet */
 };
 
 #else

@@ -20,20 +20,21 @@
 **   aL0      level-0 lists, fixed stride 1 + 2M u32: count, then ids
 **   apUp     per node, one block of L lists of stride 1 + M (levels 1..L)
 **   aVec     stored vectors, fixed stride (cosine: unit-normalised float32)
-**   aCode    per node, the 8-bit code row of its stored vector (distance.h)
-**            when queries use codes (float32 storage, l2 or dot, at least
-**            HNSW_CODE_MIN_DIM dims, params.bExact 0), else NULL
+**   aCode    per node, the 8-bit code row of its stored vector (distance.h),
+**            line-aligned, when queries use codes (float32 storage, l2 or
+**            dot, at least HNSW_CODE_MIN_DIM dims, params.bExact 0), else
+**            NULL; the rows are valid while bCoded (ranges fitted)
 **   aDirty, aRemoved: bitmaps
 ** Invariant: every id named in any list is < nCap, so the search loop needs
 ** no range check (annex_hnsw_put reserves up to the largest id it names).
 **
-** Queries with codes prepare the query once (annex_code_query: 15-bit
-** steps, so a code row costs one integer dot product) and walk every level
-** scoring code rows (a quarter of the vector's bytes; l2 rows are centred
-** on the first vector coded, which stays the graph's centre), then
-** re-score the ef nodes they end with against the float vectors, so every
-** score returned is exact and only the order of the walk is approximate.
-** Insertion always scores float vectors: the graph is the exact one.
+** Queries with codes prepare the query once (annex_code_query) and walk
+** every level scoring code rows (a quarter of the vector's bytes, one
+** range per dimension shared by all rows, fitted to a sample of the nodes:
+** hnsw_codes_ready), then re-score the ef nodes they end with against the
+** float vectors, so every score returned is exact and only the order of
+** the walk is approximate. Insertion always scores float vectors: the
+** graph is the exact one.
 **
 ** Threads: a graph is used by one thread at a time, except inside
 ** annex_hnsw_insert_batch / annex_hnsw_repair, which run their own OpenMP
@@ -551,7 +552,7 @@ int annex_hnsw_new(const annex_hnsw_params *p, annex_hnsw **pp) {
   g->xDist = annex_distance_kernel(eStore, eKernel);
   if (eStore == ANNEX_ELEM_FLOAT32 && !p->bExact &&
       p->nDim >= HNSW_CODE_MIN_DIM) {
-    g->xCode = annex_code_kernel(eKernel);
+    g->xCode = annex_code_kernel(eKernel, p->nDim);
     g->eCode = eKernel;
     g->nCB = g->xCode ? annex_code_bytes(p->nDim) : 0;
   }
