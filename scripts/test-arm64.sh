@@ -166,7 +166,11 @@ start=$SECONDS
 # (tests labelled "slow" run natively; under qemu only with ANNEX_TEST_LONG=1;
 # those labelled "reliability" test processor-neutral storage logic and run
 # natively only: see tests/CMakeLists.txt)
-slow_skip=(-LE '^(slow|reliability)$')
+# test_hnsw_sql too: its graphs take 300 s of the 450 under qemu, and what
+# it adds to test_hnsw_core here (the SQL glue) is the same on every
+# processor; the kernels its queries use are test_distance's and
+# test_hnsw_core's, which run here.
+slow_skip=(-LE '^(slow|reliability)$' -E '^test_hnsw_sql$')
 [ "${ANNEX_TEST_LONG:-0}" = 1 ] && slow_skip=(-LE '^reliability$')
 (cd "$build" && ctest --output-on-failure -j "$jobs" --timeout "$timeout" \
    "${slow_skip[@]}")

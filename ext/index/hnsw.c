@@ -109,6 +109,14 @@
 #define HNSW_CODE_SAMPLE 16384
 #define HNSW_CODE_REFIT 8
 
+/* A query walking code rows re-scores the nodes it ends with against the
+** floats, best code score first, until no code score left is within this
+** many standard deviations of its coding error of the k-th exact score
+** (hnsw_code_slack). */
+#ifndef HNSW_RESCORE_Z
+#define HNSW_RESCORE_Z 4.0
+#endif
+
 /* One (score, id) pair of the heaps. */
 typedef struct hnsw_pair {
   float d;     /* internal score (cosine: -dot) */
@@ -149,6 +157,8 @@ struct annex_hnsw {
   int bCoded;            /* ranges fitted: every node in memory has a row */
   double rFitClamp;      /* share of values clamped when they were fitted */
   size_t nFitNodes;      /* nodes in memory at the fit */
+  double rStepMax;       /* the largest step of the fit */
+  double rStep2;         /* the sum of its squared steps */
   size_t nCodedNew;      /* rows coded since */
   size_t nClampNew;      /* values those rows clamped */
   int bCos;              /* cosine: stored unit-normalised float32 */
@@ -307,6 +317,11 @@ static int hnsw_codes_fit(annex_hnsw *g) {
   g->rFitClamp = (double)nClamp / ((double)nVec * (double)d);
   g->nCodedNew = g->nClampNew = 0;
   g->nFitNodes = nVec;
+  g->rStepMax = g->rStep2 = 0.0;
+  for (size_t i = 0; i < d; i++) {
+    if (g->aStep[i] > g->rStepMax) g->rStepMax = g->aStep[i];
+    g->rStep2 += (double)g->aStep[i] * g->aStep[i];
+  }
   g->bCoded = 1;
   return 1;
 }
@@ -1174,19 +1189,58 @@ static int hnsw_descend(annex_hnsw *g, hnsw_ctx *c, const void *q,
   return hnsw_search_query(g, c, q, aEp, nEp, 0, ef, aAcc, nAcc, bCode, pnRes);
 }
 
-/* Exact scores for the n nodes a walk over code rows ended with, their
-** vectors asked for a few ahead. */
-static void hnsw_rescore(const annex_hnsw *g, const void *q, hnsw_pair *a,
-                         size_t n) {
+/* How far below its code score a node's exact score can lie, at most
+** HNSW_RESCORE_Z standard deviations of the coding error: a value off by e
+** (|e| <= step / 2, uniform) moves an l2 score by -2 (q - x) e + e^2, whose
+** deviation is at most 2 |q - x| smax / sqrt(12), plus at most sum step^2
+** / 4; an ip score by -q.e, at most |q| smax / sqrt(12). */
+static float hnsw_code_slack(const annex_hnsw *g, float d, float qNorm) {
+  const double z = HNSW_RESCORE_Z / sqrt(12.0);
+  if (g->eCode == ANNEX_METRIC_L2) {
+    return (float)(z * 2.0 * sqrt(d > 0.0f ? d : 0.0f) * g->rStepMax +
+                   g->rStep2 / 4.0);
+  }
+  return (float)(z * qNorm * g->rStepMax);
+}
+
+/* Exact scores for the n nodes a walk over code rows ended with (c->aRes),
+** best code score first, their vectors asked for a few ahead; stops once
+** k are exact and the next code score, less its slack, lies beyond the
+** k-th best exact one. Returns how many are exact (the rest are dropped). */
+static size_t hnsw_rescore(annex_hnsw *g, hnsw_ctx *c, const void *q,
+                           size_t k, size_t n) {
   const size_t nAhead = 8, nPf = g->nVB < HNSW_PREFETCH_ALL ? g->nVB
                                                             : HNSW_PREFETCH_ALL;
+  hnsw_pair *a = c->aRes, *h;
+  size_t m = 0, nH = 0;
+  float qNorm = 0.0f;
+  if (hnsw_grow((void **)&c->aScr, &c->nScrCap, k + 1, sizeof(hnsw_pair))) {
+    k = n; /* no room for the heap: score them all */
+  }
+  h = c->aScr;
+  if (g->eCode == ANNEX_METRIC_IP) {
+    const float *v = (const float *)q;
+    double s2 = 0.0;
+    for (size_t i = 0; i < g->p.nDim; i++) s2 += (double)v[i] * v[i];
+    qNorm = (float)sqrt(s2);
+  }
+  hnsw_sort(a, n);
   for (size_t i = 0; i < n && i < nAhead; i++) {
     hnsw_prefetch(hnsw_vec(g, a[i].id), 0, nPf);
   }
-  for (size_t i = 0; i < n; i++) {
-    if (i + nAhead < n) hnsw_prefetch(hnsw_vec(g, a[i + nAhead].id), 0, nPf);
-    a[i].d = hnsw_dist(g, q, hnsw_vec(g, a[i].id));
+  for (; m < n; m++) {
+    if (nH == k && k < n &&
+        a[m].d - hnsw_code_slack(g, a[m].d, qNorm) > h[0].d) {
+      break;
+    }
+    if (m + nAhead < n) hnsw_prefetch(hnsw_vec(g, a[m + nAhead].id), 0, nPf);
+    a[m].d = hnsw_dist(g, q, hnsw_vec(g, a[m].id));
+    if (k < n) {
+      if (nH < k) hnsw_maxheap_push(h, &nH, a[m]);
+      else if (a[m].d < h[0].d) hnsw_maxheap_replace(h, nH, a[m]);
+    }
   }
+  return m;
 }
 
 int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
@@ -1216,7 +1270,7 @@ int annex_hnsw_search(annex_hnsw *g, const void *pQuery, size_t k, size_t ef,
   rc = hnsw_descend(g, c, bCode ? c->aQC : c->aQ, cur, top, ef, aAccept,
                     nAcceptBits, bCode, &nRes);
   if (rc) return rc;
-  if (bCode) hnsw_rescore(g, c->aQ, c->aRes, nRes);
+  if (bCode) nRes = hnsw_rescore(g, c, c->aQ, k, nRes);
   hnsw_sort(c->aRes, nRes);
   if (nRes > k) nRes = k;
   for (size_t i = 0; i < nRes; i++) {
