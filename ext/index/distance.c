@@ -412,18 +412,54 @@ size_t annex_code_query_bytes(size_t dims) {
   return a > b ? a : b;
 }
 
-/* v[i] in 15-bit steps into u (zero-padded to 32), header (c, step). */
-static void code_query_steps(const float *v, size_t dims, double c, void *out) {
-  int16_t *u = (int16_t *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
-  float mx = 0.0f, step, inv, h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0};
-  for (size_t i = 0; i < dims; i++) {
-    if (fabsf(v[i]) > mx) mx = fabsf(v[i]);
+/* v[i] of the integer form (distance.h): l2 (q - middle) step, ip q step. */
+static inline double code_query_v(annex_metric metric, const float *q,
+                                  const float *aLo, const float *aStep,
+                                  size_t i) {
+  if (metric == ANNEX_METRIC_L2) {
+    return ((double)q[i] - aLo[i] - ANNEX_CODE_MID * aStep[i]) * aStep[i];
   }
-  step = mx / (float)ANNEX_CODE_STEPS;
-  /* All steps zero (a zero or vanishing query): P is 0, c exact. */
+  return (double)q[i] * aStep[i];
+}
+
+/* The float form: r = q - lo, s = step, both zero-padded to the lanes. */
+static void code_query_float(const float *q, const float *aLo,
+                             const float *aStep, size_t dims, void *out) {
+  const size_t n = annex_code_lanes(dims);
+  float *r = (float *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+  memset(out, 0, ANNEX_CODE_QUERY_HEADER);
+  for (size_t i = 0; i < dims; i++) {
+    r[i] = q[i] - aLo[i];
+    r[n + i] = aStep[i];
+  }
+  for (size_t i = dims; i < n; i++) r[i] = r[n + i] = 0.0f;
+}
+
+void annex_code_query(annex_metric metric, const float *q, const float *aLo,
+                      const float *aStep, size_t dims, void *out) {
+  int16_t *u = (int16_t *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
+  float h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0};
+  double c = 0.0, mx = 0.0;
+  float step, inv;
+  if (metric == ANNEX_METRIC_L2 && !annex_code_has_norm(dims)) {
+    code_query_float(q, aLo, aStep, dims, out);
+    return;
+  }
+  for (size_t i = 0; i < dims; i++) { /* C (distance.h) and max |v| */
+    double v = code_query_v(metric, q, aLo, aStep, i);
+    if (metric == ANNEX_METRIC_L2) {
+      double r = (double)q[i] - aLo[i] - ANNEX_CODE_MID * aStep[i];
+      c += r * r + 2.0 * ANNEX_CODE_MID * v;
+    } else {
+      c += (double)q[i] * aLo[i];
+    }
+    if (fabs(v) > mx) mx = fabs(v);
+  }
+  step = (float)mx / (float)ANNEX_CODE_STEPS;
+  /* All steps zero (a zero or vanishing query): P is 0, C exact. */
   inv = step > 0.0f && isfinite(1.0f / step) ? 1.0f / step : 0.0f;
   for (size_t i = 0; i < dims; i++) {
-    long k = lrintf(v[i] * inv);
+    long k = lrintf((float)code_query_v(metric, q, aLo, aStep, i) * inv);
     if (k > ANNEX_CODE_STEPS) k = ANNEX_CODE_STEPS;
     if (k < -ANNEX_CODE_STEPS) k = -ANNEX_CODE_STEPS;
     u[i] = (int16_t)k;
@@ -432,37 +468,6 @@ static void code_query_steps(const float *v, size_t dims, double c, void *out) {
   h[0] = (float)c;
   h[1] = inv > 0.0f ? step : 0.0f;
   memcpy(out, h, sizeof h);
-}
-
-void annex_code_query(annex_metric metric, const float *q, const float *aLo,
-                      const float *aStep, size_t dims, void *out) {
-  /* v is built in the space of u, which the float form also fits in. */
-  float *v = (float *)((unsigned char *)out + code_float_bytes(dims) -
-                       sizeof(float) * dims);
-  double c = 0.0;
-  if (metric == ANNEX_METRIC_L2 && !annex_code_has_norm(dims)) {
-    const size_t n = annex_code_lanes(dims);
-    float *r = (float *)((unsigned char *)out + ANNEX_CODE_QUERY_HEADER);
-    float h[ANNEX_CODE_QUERY_HEADER / sizeof(float)] = {0};
-    for (size_t i = 0; i < dims; i++) {
-      r[i] = q[i] - aLo[i];
-      r[n + i] = aStep[i];
-    }
-    for (size_t i = dims; i < n; i++) r[i] = r[n + i] = 0.0f;
-    memcpy(out, h, sizeof h);
-    return;
-  }
-  for (size_t i = 0; i < dims; i++) {
-    if (metric == ANNEX_METRIC_L2) { /* r = q - middle, v = r step */
-      double r = (double)q[i] - aLo[i] - ANNEX_CODE_MID * aStep[i];
-      v[i] = (float)(r * aStep[i]);
-      c += r * r + 2.0 * ANNEX_CODE_MID * r * aStep[i];
-    } else { /* v = q step, c = q.lo */
-      v[i] = q[i] * aStep[i];
-      c += (double)q[i] * aLo[i];
-    }
-  }
-  code_query_steps(v, dims, c, out);
 }
 
 annex_dist_fn annex_code_kernel(annex_metric metric, size_t dims) {
