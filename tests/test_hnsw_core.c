@@ -1052,6 +1052,7 @@ static int oom_scenario(const float *a, int n, int d, uint32_t *aId) {
     rc = annex_hnsw_insert(g, (uint32_t)i, a + (size_t)i * d);
   }
   if (rc == 0) rc = annex_hnsw_search(g, a, 10, 30, NULL, 0, h, &nOut);
+  if (rc == 0) rc = annex_hnsw_reorder(g);
   if (rc == 0) {
     for (int i = 0; i < n - n / 2; i++) aId[i] = (uint32_t)(n / 2 + i);
     rc = annex_hnsw_insert_batch(g, aId, (size_t)(n - n / 2),
@@ -1062,6 +1063,7 @@ static int oom_scenario(const float *a, int n, int d, uint32_t *aId) {
     for (int i = 0; i < n; i += 3) aLive[i >> 3] &= (unsigned char)~(1u << (i & 7));
     rc = annex_hnsw_repair(g, aLive, (uint64_t)n, 2);
   }
+  if (rc == 0) rc = annex_hnsw_reorder(g);
   if (g) {
     long nFail = g_nFailAt;
     g_nFailAt = 0; /* the graph must still be consistent and searchable */
@@ -1098,6 +1100,124 @@ static void test_clustered_entry(void **state) {
   annex_hnsw_free(g);
   free(aId);
   free(a);
+}
+
+/* Two graphs built alike hold the same records after every step when one
+** of them is laid out again in memory (annex_hnsw_reorder) between the
+** steps, and answer every query alike: the layout moves nodes, never what
+** the graph does. Ties are part of it: half the extra vectors duplicate
+** base vectors, so equal distances meet in every sort. */
+static void same_graphs(annex_hnsw *a, annex_hnsw *b, uint32_t nIds) {
+  static unsigned char ra[1 + 17 * (2 + 4 * 2 * ANNEX_HNSW_MAX_M)];
+  static unsigned char rb[sizeof ra];
+  int64_t ea, eb;
+  int la, lb;
+  assert_true(annex_hnsw_consistent(b));
+  assert_int_equal(annex_hnsw_count(a), annex_hnsw_count(b));
+  annex_hnsw_get_entry(a, &ea, &la);
+  annex_hnsw_get_entry(b, &eb, &lb);
+  assert_true(ea == eb && la == lb);
+  for (uint32_t id = 0; id < nIds; id++) {
+    size_t na = 0, nb = 0;
+    int rca = annex_hnsw_record(a, id, ra, &na);
+    int rcb = annex_hnsw_record(b, id, rb, &nb);
+    assert_int_equal(rca, rcb);
+    assert_true(na == nb && memcmp(ra, rb, na) == 0);
+  }
+}
+
+static void same_answers(annex_hnsw *a, annex_hnsw *b, const dataset *ds,
+                         const unsigned char *aAcc, uint64_t nAcc) {
+  for (int qi = 0; qi < 50; qi++) {
+    const float *q = (const float *)ds->query.a + (size_t)qi * 128;
+    annex_hit ha[10], hb[10];
+    size_t na, nb;
+    assert_int_equal(annex_hnsw_search(a, q, 10, 40, aAcc, nAcc, ha, &na), 0);
+    assert_int_equal(annex_hnsw_search(b, q, 10, 40, aAcc, nAcc, hb, &nb), 0);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+      assert_true(ha[i].rowid == hb[i].rowid && ha[i].score == hb[i].score);
+    }
+  }
+}
+
+static void test_reorder(void **state) {
+  dataset ds;
+  annex_hnsw *a, *b;
+  unsigned char *aLive;
+  uint32_t aId[200];
+  float *aExtra;
+  int n, nAll;
+  (void)state;
+  if (load_sift(&ds)) skip();
+  n = ds.base.n;
+  nAll = n + 400;
+  aExtra = malloc(sizeof(float) * 128 * 400);
+  for (int i = 0; i < 400; i++) { /* odd: a base vector again; even: a query */
+    const float *src = i & 1 ? (const float *)ds.base.a + (size_t)(7 * i) * 128
+                             : (const float *)ds.query.a + (size_t)(i / 2) * 128;
+    memcpy(aExtra + (size_t)i * 128, src, 512);
+  }
+  a = new_graph(ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, 128, 8, 60);
+  b = new_graph(ANNEX_ELEM_FLOAT32, ANNEX_METRIC_L2, 128, 8, 60);
+  insert_all(a, ds.base.a, n);
+  insert_all(b, ds.base.a, n);
+  assert_int_equal(annex_hnsw_reorder(b), 0);
+  same_graphs(a, b, (uint32_t)nAll);
+  same_answers(a, b, &ds, NULL, 0);
+  for (int i = 0; i < 200; i++) { /* serial inserts after the layout */
+    const float *v = aExtra + (size_t)i * 128;
+    assert_int_equal(annex_hnsw_insert(a, (uint32_t)(n + i), v), 0);
+    assert_int_equal(annex_hnsw_insert(b, (uint32_t)(n + i), v), 0);
+  }
+  same_graphs(a, b, (uint32_t)nAll);
+  assert_int_equal(annex_hnsw_reorder(b), 0);
+  for (int i = 0; i < 200; i++) aId[i] = (uint32_t)(n + 200 + i);
+  assert_int_equal(annex_hnsw_insert_batch(a, aId, 200, aExtra + 200 * 128, 1,
+                                           NULL, NULL), 0);
+  assert_int_equal(annex_hnsw_insert_batch(b, aId, 200, aExtra + 200 * 128, 1,
+                                           NULL, NULL), 0);
+  same_graphs(a, b, (uint32_t)nAll);
+  same_answers(a, b, &ds, NULL, 0);
+  aLive = malloc((size_t)(nAll + 7) / 8);
+  memset(aLive, 0, (size_t)(nAll + 7) / 8);
+  for (int i = 0; i < nAll; i++) {
+    if (i % 4 != 1) aLive[i >> 3] |= (unsigned char)(1u << (i & 7));
+  }
+  same_answers(a, b, &ds, aLive, (uint64_t)nAll); /* a filter by id */
+  annex_hnsw_clear_dirty(a);
+  annex_hnsw_clear_dirty(b);
+  assert_int_equal(annex_hnsw_repair(a, aLive, (uint64_t)nAll, 2), 0);
+  assert_int_equal(annex_hnsw_repair(b, aLive, (uint64_t)nAll, 2), 0);
+  same_graphs(a, b, (uint32_t)nAll);
+  {
+    uint32_t ia = 0, ib = 0;
+    int ra, rb;
+    do { /* the same nodes removed and dirty, by id */
+      ra = annex_hnsw_next_removed(a, ia, &ia);
+      rb = annex_hnsw_next_removed(b, ib, &ib);
+      assert_true(ra == rb && (!ra || ia == ib));
+      ia++, ib++;
+    } while (ra);
+    ia = ib = 0;
+    do {
+      ra = annex_hnsw_next_dirty(a, ia, &ia);
+      rb = annex_hnsw_next_dirty(b, ib, &ib);
+      assert_true(ra == rb && (!ra || ia == ib));
+      ia++, ib++;
+    } while (ra);
+  }
+  assert_int_equal(annex_hnsw_reorder(b), 0);
+  same_graphs(a, b, (uint32_t)nAll);
+  same_answers(a, b, &ds, NULL, 0);
+  check_graph(b, (uint32_t)nAll);
+  print_message("reorder: %d nodes, records and answers unchanged\n",
+                (int)annex_hnsw_count(b));
+  annex_hnsw_free(a);
+  annex_hnsw_free(b);
+  free(aLive);
+  free(aExtra);
+  free_sift(&ds);
 }
 
 static void test_oom(void **state) {
@@ -1137,6 +1257,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_batch_stop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clustered_entry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reorder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -193,6 +193,17 @@ int annex_hnsw_record_check(const annex_hnsw *g, const unsigned char *a,
 ** reserve room for ids that do not exist. */
 void annex_hnsw_set_id_limit(annex_hnsw *g, uint64_t n);
 
+/* Lay the nodes out in memory in breadth-first order of the level-0 graph
+** from the entry point, so that nodes a search meets together sit close
+** together in every array (1M x 128: 1.10x the queries per second of
+** slot order in the core, 1.04x through SQL; 0.7 s). Only memory
+** positions move: ids, records, results and the dirty/removed sets stay
+** as they were, and so does everything the graph does later. Serial;
+** O(nodes) moves of each node's vector, code row and lists, no extra copy
+** of them. On ANNEX_HNSW_NOMEM (scratch of 8 bytes a node) the graph is
+** unchanged. */
+int annex_hnsw_reorder(annex_hnsw *g);
+
 /* Forget every node (the arrays stay allocated). */
 void annex_hnsw_reset(annex_hnsw *g);
 

@@ -648,6 +648,15 @@ static size_t hnsw_empty_record(hnsw_ann *h, uint32_t id, unsigned char *a) {
   return 1 + 2 * (size_t)(nLevel + 1);
 }
 
+/* Lay the graph out in memory in search order (annex_hnsw_reorder) once
+** most of it is in place: after a full load, and after a batch that
+** linked at least an eighth of its nodes (a smaller one leaves its new
+** nodes at the end). Without the scratch for it the graph just keeps its
+** layout: nothing is lost, queries are a little slower. */
+static void hnsw_relayout(hnsw_ann *h) {
+  (void)annex_hnsw_reorder(h->g);
+}
+
 /* Load every node of T_hnsw with its vector (the parallel paths need the
 ** whole graph in memory): the records in id order, merged with one pass
 ** over the chunks, each chunk's vectors read at once. Nodes already in
@@ -702,7 +711,10 @@ static int hnsw_load_all(hnsw_ann *h) {
     int rc2 = sqlite3_finalize(s);
     if (rc == SQLITE_OK) rc = rc2;
   }
-  if (rc == SQLITE_OK) h->bFull = 1;
+  if (rc == SQLITE_OK) {
+    h->bFull = 1;
+    hnsw_relayout(h);
+  }
   return rc;
 }
 
@@ -741,6 +753,7 @@ static int hnsw_link_batch(hnsw_ann *h, uint32_t *aId, size_t n,
                                            annex_build_threads(),
                                            hnsw_progress, h));
   annex_progress_clear(h->base.pTab);
+  if (rc == SQLITE_OK && n * 8 >= annex_hnsw_count(h->g)) hnsw_relayout(h);
   return rc;
 }
 
