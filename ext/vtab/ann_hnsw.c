@@ -917,6 +917,15 @@ static int hnsw_search(annex_ann *a, const annex_ann_query *q,
     rc = hnsw_load_all(h);
     if (rc != SQLITE_OK) return rc;
   }
+  /* Every node in memory, no unlinked write, as many nodes as live rows:
+  ** every live row has its node after a commit, so no node is a tombstone
+  ** and the walk needs no bitmap (checking one costs a lookup of each
+  ** result's id: 1M x 128, 0.88x the queries per second). */
+  if (aAccept == h->aLive && h->bFull && h->nPend == h->nBase &&
+      annex_hnsw_count(h->g) == (size_t)h->nLive) {
+    aAccept = NULL;
+    nAccept = 0;
+  }
   aOut = sqlite3_malloc64(sizeof(annex_hit) * (size_t)(2 * q->k + 1));
   if (aOut == NULL) return SQLITE_NOMEM;
   {
