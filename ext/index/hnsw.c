@@ -320,32 +320,32 @@ static float hnsw_select(float *a, size_t n, size_t k) {
 static int hnsw_codes_fit(annex_hnsw *g) {
   const size_t d = g->p.nDim;
   size_t nVec = 0, nS = 0, nStep, k, nClamp = 0;
-  uint32_t *aId;
+  uint32_t *aPos;
   float *aCol;
   for (uint32_t id = 0; id < g->nCap; id++) nVec += hnsw_has_vec(g->aState[id]);
   if (nVec == 0) return 0;
   nStep = (nVec + HNSW_CODE_SAMPLE - 1) / HNSW_CODE_SAMPLE;
-  aId = annex_malloc(sizeof(uint32_t) * (nVec / nStep + 1));
+  aPos = annex_malloc(sizeof(uint32_t) * (nVec / nStep + 1));
   aCol = annex_malloc(sizeof(float) * (nVec / nStep + 1));
-  if (aId == NULL || aCol == NULL) {
-    annex_free(aId);
+  if (aPos == NULL || aCol == NULL) {
+    annex_free(aPos);
     annex_free(aCol);
     return 0;
   }
   /* In id order: the same sample whatever the layout. */
   for (uint32_t id = 0, j = 0; id < g->nCap; id++) {
     uint32_t p = hnsw_pos(g, id);
-    if (hnsw_has_vec(g->aState[p]) && j++ % nStep == 0) aId[nS++] = p;
+    if (hnsw_has_vec(g->aState[p]) && j++ % nStep == 0) aPos[nS++] = p;
   }
   k = nS >= HNSW_CODE_SAMPLE / 2; /* a full sample: its second extremes */
   for (size_t i = 0; i < d; i++) { /* lows into aLo, highs into aStep */
     for (size_t j = 0; j < nS; j++) {
-      aCol[j] = ((const float *)hnsw_vec(g, aId[j]))[i];
+      aCol[j] = ((const float *)hnsw_vec(g, aPos[j]))[i];
     }
     g->aLo[i] = hnsw_select(aCol, nS, k);
     g->aStep[i] = hnsw_select(aCol, nS, nS - 1 - k);
   }
-  annex_free(aId);
+  annex_free(aPos);
   annex_free(aCol);
   annex_code_fit(g->aLo, g->aStep, d, g->aLo, g->aStep);
   for (uint32_t id = 0; id < g->nCap; id++) {
@@ -860,18 +860,18 @@ static int hnsw_set_levels(annex_hnsw *g, uint32_t id, int L) {
   return ANNEX_HNSW_OK;
 }
 
-/* Drop node id from memory (its arrays stay). */
-static void hnsw_forget(annex_hnsw *g, uint32_t id) {
-  if (g->apUp[id]) {
-    g->nUpBytes -= (size_t)g->aLevel[id] * g->nSU * 4;
-    annex_free(g->apUp[id]);
-    g->apUp[id] = NULL;
+/* Drop the node at position p from memory (its arrays stay). */
+static void hnsw_forget(annex_hnsw *g, uint32_t p) {
+  if (g->apUp[p]) {
+    g->nUpBytes -= (size_t)g->aLevel[p] * g->nSU * 4;
+    annex_free(g->apUp[p]);
+    g->apUp[p] = NULL;
   }
-  if (g->aState[id] == HNSW_ST_LIVE) g->nNode--;
-  hnsw_set_state(g, id, HNSW_ST_NONE);
-  g->aDirty[hnsw_id(g, id) >> 3] &= (unsigned char)~(1u << (hnsw_id(g, id) & 7));
-  g->aLevel[id] = 0;
-  g->aL0[(size_t)id * g->nS0] = 0;
+  if (g->aState[p] == HNSW_ST_LIVE) g->nNode--;
+  hnsw_set_state(g, p, HNSW_ST_NONE);
+  g->aDirty[hnsw_id(g, p) >> 3] &= (unsigned char)~(1u << (hnsw_id(g, p) & 7));
+  g->aLevel[p] = 0;
+  g->aL0[(size_t)p * g->nS0] = 0;
 }
 
 void annex_hnsw_reset(annex_hnsw *g) {
@@ -1567,7 +1567,7 @@ int annex_hnsw_insert(annex_hnsw *g, uint32_t id, const void *pVec) {
 
 /* Per-batch state shared by the team. */
 typedef struct hnsw_batch {
-  const uint32_t *aId;  /* positions of the nodes to insert */
+  const uint32_t *aPos; /* positions of the nodes to insert */
   size_t n;             /* how many */
   unsigned char *aDone; /* per item: 0 to do, 1 done, 2 duplicate */
   hnsw_ctx *aCtx;       /* contexts of threads 1.. (thread 0: ctx0) */
@@ -1605,31 +1605,31 @@ static void hnsw_batch_release(annex_hnsw *g, hnsw_batch *b, int nThread) {
 static int hnsw_batch_prepare(annex_hnsw *g, hnsw_batch *b, const void *aVec) {
   unsigned char *aSeen = g->aLock; /* zeroed, nCap bytes: reused as marks */
   for (size_t i = 0; i < b->n; i++) {
-    uint32_t id = b->aId[i];
-    if (aSeen[id]) {
+    uint32_t p = b->aPos[i];
+    if (aSeen[p]) {
       b->aDone[i] = 2;
       continue;
     }
-    aSeen[id] = 1;
-    if (aVec && g->aState[id] != HNSW_ST_LIVE) {
-      int rc = hnsw_set_levels(g, id, annex_hnsw_random_level(g, hnsw_id(g, id)));
+    aSeen[p] = 1;
+    if (aVec && g->aState[p] != HNSW_ST_LIVE) {
+      int rc = hnsw_set_levels(g, p, annex_hnsw_random_level(g, hnsw_id(g, p)));
       if (rc) return rc;
     }
   }
   memset(aSeen, 0, g->nCap);
   for (size_t i = 0; i < b->n; i++) {
-    uint32_t id = b->aId[i];
+    uint32_t p = b->aPos[i];
     if (b->aDone[i]) continue;
     if (aVec) {
       hnsw_prepare(g, (const unsigned char *)aVec + i * g->nIn,
-                   g->aVec + (size_t)id * g->nVB);
-      hnsw_encode(g, id);
-      if (g->aState[id] != HNSW_ST_LIVE) hnsw_set_state(g, id, HNSW_ST_PENDNEW);
+                   g->aVec + (size_t)p * g->nVB);
+      hnsw_encode(g, p);
+      if (g->aState[p] != HNSW_ST_LIVE) hnsw_set_state(g, p, HNSW_ST_PENDNEW);
     } else {
-      for (int l = 0; l <= g->aLevel[id]; l++) hnsw_list(g, id, l)[0] = 0;
-      hnsw_set_state(g, id, HNSW_ST_PENDOLD);
+      for (int l = 0; l <= g->aLevel[p]; l++) hnsw_list(g, p, l)[0] = 0;
+      hnsw_set_state(g, p, HNSW_ST_PENDOLD);
       g->nNode--;
-      if (g->iEntry == (int64_t)hnsw_id(g, id)) g->iEntry = -1, g->nTop = -1;
+      if (g->iEntry == (int64_t)hnsw_id(g, p)) g->iEntry = -1, g->nTop = -1;
     }
   }
   return ANNEX_HNSW_OK;
@@ -1638,17 +1638,17 @@ static int hnsw_batch_prepare(annex_hnsw *g, hnsw_batch *b, const void *aVec) {
 /* After the team: items left pending go back to what they were. */
 static void hnsw_batch_restore(annex_hnsw *g, hnsw_batch *b) {
   for (size_t i = 0; i < b->n; i++) {
-    uint32_t id = b->aId[i];
+    uint32_t p = b->aPos[i];
     if (b->aDone[i]) continue;
-    if (g->aState[id] == HNSW_ST_PENDNEW) {
-      hnsw_forget(g, id);
-    } else if (g->aState[id] == HNSW_ST_PENDOLD) {
-      hnsw_set_state(g, id, HNSW_ST_LIVE); /* in memory, lists empty */
+    if (g->aState[p] == HNSW_ST_PENDNEW) {
+      hnsw_forget(g, p);
+    } else if (g->aState[p] == HNSW_ST_PENDOLD) {
+      hnsw_set_state(g, p, HNSW_ST_LIVE); /* in memory, lists empty */
       g->nNode++;
-      hnsw_mark_dirty(g, id, 0);
-      if (g->iEntry < 0 || g->aLevel[id] > g->nTop) {
-        g->iEntry = hnsw_id(g, id);
-        g->nTop = g->aLevel[id];
+      hnsw_mark_dirty(g, p, 0);
+      if (g->iEntry < 0 || g->aLevel[p] > g->nTop) {
+        g->iEntry = hnsw_id(g, p);
+        g->nTop = g->aLevel[p];
       }
     }
   }
@@ -1666,7 +1666,7 @@ static void hnsw_batch_work(annex_hnsw *g, hnsw_batch *b, hnsw_ctx *c,
     i = __atomic_fetch_add(&b->iNext, 1, HNSW_RELAXED);
     if (i >= b->n) break;
     if (b->aDone[i] == 2) continue;
-    id = b->aId[i];
+    id = b->aPos[i];
     rc = hnsw_insert_one(g, c, id, hnsw_vec(g, id), g->aLevel[id], bPar);
     if (rc == ANNEX_HNSW_OK) {
       b->aDone[i] = 1;
@@ -1700,7 +1700,6 @@ int annex_hnsw_insert_batch(annex_hnsw *g, const uint32_t *aId, size_t n,
   int rc;
   if (n == 0) return ANNEX_HNSW_OK;
   memset(&b, 0, sizeof b);
-  b.aId = aId;
   b.n = n;
   b.xProgress = xProgress;
   b.pProgressCtx = pProgressCtx;
@@ -1726,7 +1725,7 @@ int annex_hnsw_insert_batch(annex_hnsw *g, const uint32_t *aId, size_t n,
     aPos = annex_malloc(sizeof(uint32_t) * n);
     if (aPos == NULL) return ANNEX_HNSW_NOMEM;
     for (size_t i = 0; i < n; i++) aPos[i] = hnsw_pos(g, aId[i]);
-    b.aId = aPos;
+    b.aPos = aPos;
     rc = hnsw_batch_alloc(g, &b, nThread);
   }
   if (rc == ANNEX_HNSW_OK) rc = hnsw_batch_prepare(g, &b, aVec);
