@@ -36,7 +36,9 @@
 ** valid while T_config's change counter equals the value it was loaded at
 ** (or that value + 1 inside this connection's own write transaction), and
 ** is dropped on any rollback that touched it; nodes then load lazily again,
-** one record and one vector per node a search meets.
+** one record and one vector per node a search meets. Once all of it is in
+** memory it is laid out in search order (hnsw_relayout), and a query on a
+** table without tombstones walks without the live bitmap.
 */
 #include "ann.h"
 #include "../index/alloc.h"
