@@ -36,23 +36,7 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* T_config's value for key, as an integer (dflt when absent). */
-static sqlite3_int64 config_int(sqlite3 *db, const char *zTab,
-                                const char *zKey, sqlite3_int64 dflt) {
-  sqlite3_stmt *s = NULL;
-  char *zSql = sqlite3_mprintf("SELECT value FROM \"%w_config\" WHERE key=?",
-                               zTab);
-  sqlite3_int64 v = dflt;
-  if (sqlite3_prepare_v2(db, zSql, -1, &s, NULL) != SQLITE_OK) {
-    bench_die("%s", sqlite3_errmsg(db));
-  }
-  sqlite3_free(zSql);
-  sqlite3_bind_text(s, 1, zKey, -1, SQLITE_STATIC);
-  if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  return v;
-}
-
+/* T_config's value for key as text into zOut ("" when absent). */
 static const char *config_text(sqlite3 *db, const char *zTab,
                                const char *zKey, char *zOut, size_t n) {
   sqlite3_stmt *s = NULL;
@@ -69,6 +53,14 @@ static const char *config_text(sqlite3 *db, const char *zTab,
   }
   sqlite3_finalize(s);
   return zOut;
+}
+
+/* The same as an integer (dflt when absent). */
+static sqlite3_int64 config_int(sqlite3 *db, const char *zTab,
+                                const char *zKey, sqlite3_int64 dflt) {
+  char z[32];
+  return config_text(db, zTab, zKey, z, sizeof z)[0] ? strtoll(z, NULL, 10)
+                                                      : dflt;
 }
 
 /* A new graph with the table's parameters. */

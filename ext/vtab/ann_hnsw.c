@@ -37,7 +37,7 @@
 ** (or that value + 1 inside this connection's own write transaction), and
 ** is dropped on any rollback that touched it; nodes then load lazily again,
 ** one record and one vector per node a search meets. Once all of it is in
-** memory it is laid out in search order (hnsw_relayout), and a query on a
+** memory it is laid out in search order (bRelayout), and a query on a
 ** table without tombstones walks without the live bitmap.
 */
 #include "ann.h"
@@ -61,6 +61,7 @@ typedef struct hnsw_ann {
   int efSearch;             /* default ef_search */
   annex_hnsw *g;            /* the graph cache (owned) */
   int bFull;                /* every node of T_hnsw is in g */
+  int bRelayout;            /* lay g out before the next search */
   sqlite3_int64 iChanges;   /* change counter g matches; -1: unknown */
   unsigned char *aLive;     /* live slots (owned), valid when bLive */
   sqlite3_int64 *aRowid;    /* rowid of each slot < nLiveBits (owned) */
@@ -309,6 +310,7 @@ static void hnsw_drop_graph(hnsw_ann *h) {
   annex_hnsw_reset(h->g);
   annex_hnsw_clear_dirty(h->g);
   h->bFull = 0;
+  h->bRelayout = 0;
   h->iChanges = -1;
   /* validate must reload the entry point, inside a write transaction too
   ** (a ROLLBACK TO that dropped the graph left it at -1: fuzz_ann) */
@@ -650,15 +652,6 @@ static size_t hnsw_empty_record(hnsw_ann *h, uint32_t id, unsigned char *a) {
   return 1 + 2 * (size_t)(nLevel + 1);
 }
 
-/* Lay the graph out in memory in search order (annex_hnsw_reorder) once
-** most of it is in place: after a full load, and after a batch that
-** linked at least an eighth of its nodes (a smaller one leaves its new
-** nodes at the end). Without the scratch for it the graph just keeps its
-** layout: nothing is lost, queries are a little slower. */
-static void hnsw_relayout(hnsw_ann *h) {
-  (void)annex_hnsw_reorder(h->g);
-}
-
 /* Load every node of T_hnsw with its vector (the parallel paths need the
 ** whole graph in memory): the records in id order, merged with one pass
 ** over the chunks, each chunk's vectors read at once. Nodes already in
@@ -715,7 +708,7 @@ static int hnsw_load_all(hnsw_ann *h) {
   }
   if (rc == SQLITE_OK) {
     h->bFull = 1;
-    hnsw_relayout(h);
+    h->bRelayout = 1;
   }
   return rc;
 }
@@ -755,7 +748,7 @@ static int hnsw_link_batch(hnsw_ann *h, uint32_t *aId, size_t n,
                                            annex_build_threads(),
                                            hnsw_progress, h));
   annex_progress_clear(h->base.pTab);
-  if (rc == SQLITE_OK && n * 8 >= annex_hnsw_count(h->g)) hnsw_relayout(h);
+  if (rc == SQLITE_OK && n * 8 >= annex_hnsw_count(h->g)) h->bRelayout = 1;
   return rc;
 }
 
@@ -918,6 +911,16 @@ static int hnsw_search(annex_ann *a, const annex_ann_query *q,
   if (!h->bFull && annex_hnsw_count(h->g) * 8 > (size_t)h->nLive) {
     rc = hnsw_load_all(h);
     if (rc != SQLITE_OK) return rc;
+  }
+  /* The graph is laid out in memory in search order (annex_hnsw_reorder)
+  ** once most of it is in place: after a full load, after a batch that
+  ** linked an eighth of its nodes (a smaller one leaves its new nodes at
+  ** the end). Here, not there, so a commit that loads and links lays it
+  ** out once, and only if it is searched. Without the scratch the graph
+  ** keeps its layout: nothing is lost, queries are a little slower. */
+  if (h->bRelayout) {
+    h->bRelayout = 0;
+    (void)annex_hnsw_reorder(h->g);
   }
   /* Every node in memory, no unlinked write, as many nodes as live rows:
   ** every live row has its node after a commit, so no node is a tombstone
